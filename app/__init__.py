@@ -1,0 +1,93 @@
+"""The CyberQuest Admin application factory."""
+from __future__ import annotations
+
+from flask import Flask
+
+from config import ConfigError, load_config
+
+from .extensions import csrf, db, login_manager, mail, migrate
+
+__version__ = "1.0.0"
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    """Build the app: configuration, extensions, blueprints, errors, commands, scheduler.
+
+    ``overrides`` replaces settings read from the environment (tests pass their own).
+    A configuration value that cannot be parsed raises ``ConfigError``.
+    """
+    app = Flask(__name__, instance_relative_config=True)
+    configure(app, overrides)
+    register_extensions(app)
+    register_blueprints(app)
+    register_request_hooks(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    start_scheduler(app)
+    return app
+
+
+def configure(app: Flask, overrides: dict | None) -> None:
+    app.config.from_mapping(load_config())
+    if overrides:
+        app.config.from_mapping(overrides)
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    mail.init_app(app)
+    from . import security
+
+    security.init_login_manager(login_manager)
+
+
+def register_blueprints(app: Flask) -> None:
+    from .admin.routes import bp as admin_bp
+    from .auth.routes import bp as auth_bp
+    from .backup.routes import bp as backup_bp
+    from .main.routes import bp as main_bp
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(auth_bp, url_prefix="/auth")
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(backup_bp, url_prefix="/admin")
+
+
+def register_request_hooks(app: Flask) -> None:
+    from . import security
+
+    app.before_request(security.authenticate_bearer_and_check_csrf)
+    app.after_request(security.add_security_headers)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from . import errors
+
+    errors.register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from .backup.cli import backup_cli
+    from .cli import register_account_commands
+
+    register_account_commands(app)
+    app.cli.add_command(backup_cli)
+
+
+def start_scheduler(app: Flask) -> None:
+    """Start the in-process backup scheduler unless tests, the CLI or config turn it off."""
+    from .backup import scheduler
+
+    scheduler.start_for_app(app)
+
+
+def _migrations_dir():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+__all__ = ["create_app", "ConfigError", "__version__"]

@@ -1,0 +1,59 @@
+"""The System Backup's one exception hierarchy.
+
+Each error carries the HTTP status the boundary turns it into; the CLI turns any
+of them into one line on stderr and exit status 1.
+"""
+from __future__ import annotations
+
+
+class BackupError(Exception):
+    """Base of every System Backup failure; ``str(error)`` is one clear sentence."""
+
+    status = 500
+
+    def __init__(self, message: str, **extra):
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class BadRequestError(BackupError):
+    """The request itself is malformed: missing field, unknown mode, wrong confirmation."""
+
+    status = 400
+
+
+class BackupNotFoundError(BackupError):
+    """No listed backup has that name."""
+
+    status = 404
+
+
+class ConflictError(BackupError):
+    """Another backup or restore is running; ``extra["job"]`` describes it."""
+
+    status = 409
+
+
+class TooLargeError(BackupError):
+    """The archive is larger than allowed, or decompresses past the limits."""
+
+    status = 413
+
+
+class ArchiveError(BackupError):
+    """The file is not a valid backup: structure, checksums, signature, schema, types."""
+
+    status = 422
+
+
+class RestoreError(BackupError):
+    """The restore failed while writing and was rolled back."""
+
+    status = 500
+
+
+class StorageError(BackupError):
+    """The backup store could not be read or written."""
+
+    status = 500

@@ -1,0 +1,44 @@
+"""Errors become JSON ``{"error": ...}`` or an HTML page, by content negotiation."""
+from __future__ import annotations
+
+from flask import jsonify, render_template
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from .backup.errors import BackupError
+from .security import wants_json
+
+
+def error_response(status: int, message: str, **extra):
+    if wants_json():
+        body = {"error": message}
+        body.update(extra)
+        return jsonify(body), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def register(app) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return error_response(400, "The form's CSRF token is missing or invalid; reload the page and try again.")
+
+    @app.errorhandler(BackupError)
+    def backup_error(exc):
+        if exc.status >= 500:
+            app.logger.exception("System Backup error: %s", exc)
+        return error_response(exc.status, exc.message, **exc.extra)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        message = exc.description or exc.name
+        if exc.code == 404 and message.startswith("The requested URL"):
+            message = "Not found."
+        response = error_response(exc.code, message)
+        if exc.code == 401 and wants_json():
+            response[0].headers["WWW-Authenticate"] = 'Bearer realm="cyberquest"'
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc):
+        app.logger.exception("Unhandled error")
+        return error_response(500, "An internal error occurred; the server log has the details.")

@@ -1,0 +1,123 @@
+"""Configuration read from the environment.
+
+Every variable of the public contract is parsed and validated here; a value that
+cannot be parsed raises ``ConfigError`` naming the variable, which stops start-up.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4,
+               "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A configuration variable holds a value that cannot be used."""
+
+
+def parse_size(name: str, raw: str) -> int:
+    """Parse ``512``, ``500MB``, ``2GB`` or ``512MiB`` into bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", raw)
+    unit = match.group(2).upper() if match else None
+    if not match or unit not in _SIZE_UNITS:
+        raise ConfigError(f"{name}={raw!r} is not a size: use bytes or a value like 500MB or 2GB.")
+    value = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be larger than zero.")
+    return value
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse the usual spellings of a flag."""
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a flag: use true or false.")
+
+
+def parse_int(name: str, raw: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """Parse a bounded integer."""
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number.") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(f"{name}={raw!r} must be {bound}.")
+    return value
+
+
+def _instance_secret_key() -> str:
+    """A secret generated once per instance and kept in ``instance/secret_key``."""
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def load_config(environ: os._Environ | dict | None = None) -> dict:
+    """Build the application's settings from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+
+    def get(name, default=None):
+        value = env.get(name)
+        return default if value is None or value == "" else value
+
+    storage = get("BACKUP_STORAGE", "local").lower()
+    if storage not in ("local", "s3"):
+        raise ConfigError(f"BACKUP_STORAGE={storage!r} must be 'local' or 's3'.")
+    if storage == "s3" and not get("BACKUP_S3_BUCKET"):
+        raise ConfigError("BACKUP_S3_BUCKET must be set when BACKUP_STORAGE=s3.")
+    mail_port = parse_int("MAIL_PORT", get("MAIL_PORT", "25"), 1, 65535)
+    database_url = get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'cyberquest.db'}")
+    if "://" not in database_url:
+        raise ConfigError(f"DATABASE_URL={database_url!r} is not an SQLAlchemy URL.")
+
+    return {
+        "SECRET_KEY": get("SECRET_KEY") or _instance_secret_key(),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "BACKUP_DIRECTORY": str(Path(get("BACKUP_DIRECTORY", str(BASE_DIR / "backups"))).resolve()),
+        "MAX_BACKUP_SIZE": parse_size("MAX_BACKUP_SIZE", get("MAX_BACKUP_SIZE", "512MiB")),
+        "BACKUP_RETENTION_DAYS": parse_int("BACKUP_RETENTION_DAYS", get("BACKUP_RETENTION_DAYS", "30"), 1),
+        "ENABLE_AUTO_BACKUP": parse_bool("ENABLE_AUTO_BACKUP", get("ENABLE_AUTO_BACKUP", "true")),
+        "BACKUP_STORAGE": storage,
+        "BACKUP_S3_BUCKET": get("BACKUP_S3_BUCKET"),
+        "BACKUP_S3_PREFIX": get("BACKUP_S3_PREFIX", ""),
+        "BACKUP_S3_ENDPOINT_URL": get("BACKUP_S3_ENDPOINT_URL"),
+        "BACKUP_SIGNING_KEY": get("BACKUP_SIGNING_KEY"),
+        "MAIL_SERVER": get("MAIL_SERVER", "localhost"),
+        "MAIL_PORT": mail_port,
+        "MAIL_USE_TLS": parse_bool("MAIL_USE_TLS", get("MAIL_USE_TLS", "false")),
+        "MAIL_USE_SSL": parse_bool("MAIL_USE_SSL", get("MAIL_USE_SSL", "false")),
+        "MAIL_USERNAME": get("MAIL_USERNAME"),
+        "MAIL_PASSWORD": get("MAIL_PASSWORD"),
+        "MAIL_DEFAULT_SENDER": get("MAIL_DEFAULT_SENDER", "cyberquest@localhost"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        # CSRF is checked in our own before_request so Bearer-token requests can skip it.
+        "WTF_CSRF_CHECK_DEFAULT": False,
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Uploads larger than this are refused by Werkzeug before they reach a view.
+        "MAX_CONTENT_LENGTH": None,
+        "MAX_FORM_MEMORY_SIZE": 1024 * 1024,
+        "LOGIN_MAX_FAILURES_PER_ACCOUNT": 5,
+        "LOGIN_MAX_FAILURES_PER_IP": 20,
+        "LOGIN_LOCKOUT_MINUTES": 15,
+        "SCHEDULER_ENABLED": True,
+    }
