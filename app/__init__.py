@@ -34,6 +34,8 @@ def configure(app: Flask, overrides: dict | None) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from . import sqlite_pragmas  # noqa: F401  (registers an engine event)
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()))
     login_manager.init_app(app)
@@ -47,13 +49,16 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from .admin.routes import bp as admin_bp
     from .auth.routes import bp as auth_bp
+    from .backup.restore_routes import bp as restore_bp
     from .backup.routes import bp as backup_bp
+    from .backup.schedule_routes import bp as schedule_bp
     from .main.routes import bp as main_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(admin_bp, url_prefix="/admin")
-    app.register_blueprint(backup_bp, url_prefix="/admin")
+    for backup_blueprint in (backup_bp, restore_bp, schedule_bp):
+        app.register_blueprint(backup_blueprint, url_prefix="/admin")
 
 
 def register_request_hooks(app: Flask) -> None:
@@ -70,10 +75,13 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from .backup import restore_cli, schedule_cli
     from .backup.cli import backup_cli
     from .cli import register_account_commands
 
     register_account_commands(app)
+    restore_cli.register(backup_cli)
+    schedule_cli.register(backup_cli)
     app.cli.add_command(backup_cli)
 
 
