@@ -263,7 +263,9 @@ def smtp_server():
 def mailbox(smtp_server, app):
     """Points the app's mail at the real SMTP server and returns the received envelopes."""
     smtp_server.messages.clear()
-    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port)
-    app.extensions["mail"].server = "127.0.0.1"
-    app.extensions["mail"].port = smtp_server.port
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port, MAIL_SUPPRESS_SEND=False)
+    # Flask-Mail copies its settings when the app is created, and under TESTING it
+    # suppresses sending altogether; point the copy at the server and let it send.
+    state = app.extensions["mail"]
+    state.server, state.port, state.suppress = "127.0.0.1", smtp_server.port, False
     return smtp_server.messages
