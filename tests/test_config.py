@@ -1,0 +1,94 @@
+"""Configuration from the environment: bad values stop start-up with a message naming the variable."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+FLASK = Path(sys.executable).parent / "flask"
+
+
+def settings(**env):
+    # A SECRET_KEY keeps load_config from creating instance/secret_key in the repository.
+    return load_config({"SECRET_KEY": "k", **env})
+
+
+@pytest.mark.parametrize("name, value", [
+    ("MAX_BACKUP_SIZE", "lots"),
+    ("MAX_BACKUP_SIZE", "-5MB"),
+    ("MAX_BACKUP_SIZE", "0"),
+    ("MAX_BACKUP_SIZE", "12 parsecs"),
+    ("ENABLE_AUTO_BACKUP", "maybe"),
+    ("MAIL_PORT", "x"),
+    ("MAIL_PORT", "70000"),
+    ("MAIL_USE_TLS", "sometimes"),
+    ("BACKUP_RETENTION_DAYS", "forever"),
+    ("BACKUP_STORAGE", "ftp"),
+    ("DATABASE_URL", "just-a-filename.db"),
+])
+def test_a_bad_value_raises_config_error_naming_the_variable(name, value):
+    with pytest.raises(ConfigError) as error:
+        settings(**{name: value})
+    assert name in str(error.value)
+    assert repr(value) in str(error.value)
+
+
+def test_s3_storage_needs_a_bucket():
+    with pytest.raises(ConfigError, match="BACKUP_S3_BUCKET"):
+        settings(BACKUP_STORAGE="s3")
+    assert settings(BACKUP_STORAGE="S3", BACKUP_S3_BUCKET="backups")["BACKUP_STORAGE"] == "s3"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("500MB", 500 * 1024**2),
+    ("2GB", 2 * 1024**3),
+    ("2gb", 2 * 1024**3),
+    ("512MiB", 512 * 1024**2),
+    ("1048576", 1048576),
+    (" 750 KB ", 750 * 1024),
+])
+def test_sizes_parse_from_bytes_or_units(raw, expected):
+    assert settings(MAX_BACKUP_SIZE=raw)["MAX_BACKUP_SIZE"] == expected
+
+
+def test_defaults_follow_the_contract():
+    config = settings()
+    assert config["MAX_BACKUP_SIZE"] == 512 * 1024**2
+    assert config["BACKUP_RETENTION_DAYS"] == 30
+    assert config["ENABLE_AUTO_BACKUP"] is True
+    assert config["BACKUP_STORAGE"] == "local"
+    assert (config["MAIL_SERVER"], config["MAIL_PORT"]) == ("localhost", 25)
+    assert config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert config["SQLALCHEMY_DATABASE_URI"].endswith("instance/cyberquest.db")
+
+
+@pytest.mark.parametrize("raw, expected", [("false", False), ("0", False), ("off", False),
+                                           ("TRUE", True), ("1", True), ("yes", True)])
+def test_flags_accept_the_usual_spellings(raw, expected):
+    assert settings(ENABLE_AUTO_BACKUP=raw)["ENABLE_AUTO_BACKUP"] is expected
+
+
+def run_flask_routes(tmp_path, **env):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MAIL_", "BACKUP_", "MAX_BACKUP"))}
+    environ.update(FLASK_APP="wsgi", SECRET_KEY="k", DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+                   ENABLE_AUTO_BACKUP="false", BACKUP_DIRECTORY=str(tmp_path / "backups"), **env)
+    return subprocess.run([str(FLASK), "routes"], cwd=REPO, env=environ, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_flask_refuses_to_start_with_a_bad_value_and_says_which(tmp_path):
+    result = run_flask_routes(tmp_path, MAX_BACKUP_SIZE="lots")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "MAX_BACKUP_SIZE" in result.stderr
+    assert "Traceback" not in output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    # the same command with a good value starts and lists the routes
+    good = run_flask_routes(tmp_path, MAX_BACKUP_SIZE="500MB")
+    assert good.returncode == 0, good.stderr
+    assert "/auth/register" in good.stdout
