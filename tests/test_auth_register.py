@@ -132,6 +132,8 @@ def test_unknown_link_gets_a_clear_page(client):
     response = client.get("/auth/verify-email/" + "0" * 64)
     assert response.status_code == 400
     assert "not valid" in response.get_data(as_text=True)
+    as_json = client.get("/auth/verify-email/" + "0" * 64, headers={"Accept": "application/json"})
+    assert as_json.status_code == 400 and "not valid" in as_json.get_json()["error"]
     assert client.get("/auth/verify-email/" + "x" * 5000).status_code == 400
 
 

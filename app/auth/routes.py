@@ -1,9 +1,9 @@
 """Account pages: login, logout, registration, e-mail verification, password reset."""
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
 from ..mail import MailError
-from ..security import is_safe_next
+from ..security import is_safe_next, wants_json
 from . import service
 from .forms import EmailForm, LoginForm, RegistrationForm, ResetPasswordForm
 
@@ -16,12 +16,15 @@ CHECK_INBOX_VERIFY = ("If an account with that e-mail address is waiting for ver
 
 
 def _link_problem(problem: service.LinkProblem, retry_endpoint: str, retry_label: str):
+    if wants_json():
+        return jsonify({"error": problem.message}), 400
     return render_template("auth/link_problem.html", problem=problem,
                            retry_url=url_for(retry_endpoint), retry_label=retry_label), 400
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    """The login form; success goes to a safe ``next`` or the user's home, failure shows one generic message."""
     form = LoginForm()
     if form.validate_on_submit():
         user = service.authenticate(form.username.data, form.password.data, request.remote_addr,
@@ -38,6 +41,7 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    """End the session (POST with CSRF only)."""
     if current_user.is_authenticated:
         logout_user()
         flash("You have been logged out.", "info")
@@ -46,6 +50,7 @@ def logout():
 
 @bp.route("/register", methods=["GET", "POST"])
 def register():
+    """Create an inactive account and mail its verification link."""
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
     form = RegistrationForm()
@@ -66,6 +71,7 @@ def register():
 
 @bp.route("/verify-email/<token>")
 def verify_email(token):
+    """Activate the account of a verification link, or explain why the link cannot be used (400)."""
     try:
         service.verify_email(token)
     except service.LinkProblem as problem:
@@ -78,6 +84,7 @@ def verify_email(token):
 
 @bp.route("/resend-verification", methods=["GET", "POST"])
 def resend_verification():
+    """Mail a new verification link; the answer is the same for any address."""
     form = EmailForm()
     if form.validate_on_submit():
         service.resend_verification(form.email.data)
@@ -90,6 +97,7 @@ def resend_verification():
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
 def forgot_password():
+    """Mail a password reset link; the answer is the same for any address."""
     form = EmailForm()
     if form.validate_on_submit():
         service.request_password_reset(form.email.data)
@@ -103,6 +111,7 @@ def forgot_password():
 
 @bp.route("/reset-password/<token>", methods=["GET", "POST"])
 def reset_password(token):
+    """Choose a new password through a reset link, or explain why the link cannot be used (400)."""
     try:
         service.usable_reset_token(token)
     except service.LinkProblem as problem:

@@ -224,6 +224,9 @@ def verify_email(token: str) -> User:
         raise LinkProblem("used", "This verification link has already been used, "
                                   "so your e-mail address is confirmed. You can log in.")
     user = db.session.get(User, row.user_id)
+    if user is None:
+        db.session.rollback()
+        raise LinkProblem("invalid", "This verification link belongs to an account that no longer exists.")
     user.is_active = True
     db.session.commit()
     return user

@@ -10,11 +10,13 @@ bp = Blueprint("main", __name__)
 
 @bp.route("/")
 def index():
+    """The public home page."""
     return render_template("main/index.html")
 
 
 @bp.route("/contact", methods=["GET", "POST"])
 def contact():
+    """The public contact form; a valid submission is stored and thanked for."""
     form = ContactForm()
     if not form.is_submitted() and current_user.is_authenticated:
         form.name.data = form.name.data or current_user.username
