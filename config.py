@@ -106,6 +106,9 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         "MAIL_USERNAME": get("MAIL_USERNAME"),
         "MAIL_PASSWORD": get("MAIL_PASSWORD"),
         "MAIL_DEFAULT_SENDER": get("MAIL_DEFAULT_SENDER", "cyberquest@localhost"),
+        # Host names this app answers to; links in e-mails are built from the request's
+        # host, so production should set it to stop reset-link poisoning.
+        "TRUSTED_HOSTS": [h.strip() for h in get("TRUSTED_HOSTS", "").split(",") if h.strip()] or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,

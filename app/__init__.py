@@ -5,7 +5,8 @@ from flask import Flask
 
 from config import ConfigError, load_config
 
-from .extensions import csrf, db, login_manager, mail, migrate
+from . import extensions
+from .extensions import csrf, db, login_manager, migrate
 
 __version__ = "1.0.0"
 
@@ -23,6 +24,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_request_hooks(app)
     register_errorhandlers(app)
     register_commands(app)
+    recover_after_crash(app)
     start_scheduler(app)
     return app
 
@@ -40,7 +42,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(_migrations_dir()))
     login_manager.init_app(app)
     csrf.init_app(app)
-    mail.init_app(app)
+    extensions.mail.init_app(app)
     from . import security
 
     security.init_login_manager(login_manager)
@@ -78,11 +80,23 @@ def register_commands(app: Flask) -> None:
     from .backup import restore_cli, schedule_cli
     from .backup.cli import backup_cli
     from .cli import register_account_commands
+    from .seed import register_seed_command
 
     register_account_commands(app)
     restore_cli.register(backup_cli)
     schedule_cli.register(backup_cli)
     app.cli.add_command(backup_cli)
+    register_seed_command(app)
+
+
+def recover_after_crash(app: Flask) -> None:
+    """Fail jobs left running by a dead process and remove unfinished archive files.
+
+    Quietly does nothing while the database is not migrated yet (e.g. during ``flask db upgrade``).
+    """
+    from .backup.service import recover_after_crash as recover
+
+    recover(app)
 
 
 def start_scheduler(app: Flask) -> None:

@@ -7,19 +7,10 @@ from collections.abc import Iterable
 from flask import current_app, render_template
 from flask_mail import Connection, Message
 
-from .extensions import mail as _mail_extension
 
 # Flask-Mail opens SMTP connections without a timeout; a silent server would
 # hold the request (or the scheduler thread) forever.
 DEFAULT_TIMEOUT_SECONDS = 10
-
-
-def init_app(app) -> None:
-    """Bind Flask-Mail to ``app`` (the same as ``app.extensions.mail.init_app``)."""
-    # Importing this module rebinds the name ``mail`` in the ``app`` package from
-    # the Flask-Mail extension to this module, and create_app calls
-    # ``mail.init_app(app)`` through that name; so this module must offer it too.
-    _mail_extension.init_app(app)
 
 
 class MailError(Exception):
@@ -69,4 +60,4 @@ def send_template_mail(recipients: str | Iterable[str], subject: str, template: 
     send_mail(recipients, subject, render_template(f"email/{template}", **context))
 
 
-__all__ = ["MailError", "init_app", "send_mail", "send_template_mail"]
+__all__ = ["MailError", "send_mail", "send_template_mail"]
