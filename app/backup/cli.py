@@ -1,4 +1,65 @@
-"""`flask backup …` commands."""
+"""`flask backup create|list|delete` (restore, verify and scheduling add their own commands).
+
+Every failure is one line on stderr and exit status 1, never a traceback.
+"""
+from __future__ import annotations
+
+import click
+import orjson
 from flask.cli import AppGroup
 
+from .errors import BackupError
+from .service import BackupService
+
 backup_cli = AppGroup("backup", help="Create, list, verify, restore and prune backups.")
+
+
+def _human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+@backup_cli.command("create")
+def create_command():
+    """Make a backup now and print its filename."""
+    try:
+        job = BackupService().start_create("cli", None, wait=True)
+    except BackupError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(BackupService.job(job.id)["result"]["filename"])
+
+
+@backup_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help='Print {"backups": [...]} as JSON.')
+def list_command(as_json):
+    """List the backups, newest first."""
+    try:
+        backups = BackupService().list()
+    except BackupError as err:
+        raise click.ClickException(str(err)) from err
+    if as_json:
+        click.echo(orjson.dumps({"backups": backups}, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not backups:
+        click.echo("No backups yet.")
+        return
+    for b in backups:
+        flags = ",".join(name for name, on in (("pinned", b["pinned"]), ("unsigned", not b["signed"]),
+                                              ("verified", b["verified"] is True),
+                                              ("FAILED-VERIFY", b["verified"] is False)) if on)
+        click.echo(f"{b['filename']}  {b['created_at']}  {_human_size(b['size_bytes']):>9}  "
+                   f"{b['total_records']:>9} records  {b['trigger'] or '-':<11} {flags}".rstrip())
+
+
+@backup_cli.command("delete")
+@click.argument("filename")
+def delete_command(filename):
+    """Delete one backup."""
+    try:
+        deleted = BackupService().delete(filename)
+    except BackupError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"Deleted {deleted}.")

@@ -1,7 +1,14 @@
-"""System Backup HTTP face (filled in by the backup engine)."""
-from flask import Blueprint, jsonify
+"""System Backup HTTP face: list, create, download, delete, pin, job progress.
 
-from ..security import admin_required
+Views are thin: parse the request, make one ``BackupService`` call, answer with
+JSON or a flash message and a redirect. Errors are ``BackupError`` subclasses,
+turned into a status and a message by ``app.errors``.
+"""
+from flask import Blueprint, abort, jsonify, render_template, send_file, url_for
+
+from ..security import admin_required, wants_json
+from .http import actor_name, done, flag, request_fields
+from .service import BackupService
 
 bp = Blueprint("backup", __name__)
 
@@ -9,4 +16,58 @@ bp = Blueprint("backup", __name__)
 @bp.route("/system-backup")
 @admin_required
 def system_backup():
-    return jsonify({"backups": [], "job": None})
+    service = BackupService()
+    backups, job = service.list(), service.active_job()
+    if wants_json():
+        return jsonify({"backups": backups, "job": job})
+    return render_template("backup/system_backup.html", backups=backups, job=job,
+                           history=service.recent_jobs())
+
+
+@bp.route("/create-backup", methods=["POST"])
+@admin_required
+def create_backup():
+    wait = flag(request_fields(), "wait")
+    job = BackupService().start_create("manual", actor_name(), wait=wait)
+    page = url_for("backup.system_backup")
+    if wait:
+        backup = BackupService.job(job.id)["result"]
+        return done({"backup": backup}, 201, f"Backup {backup['filename']} created.", page,
+                    wants_json=wants_json())
+    location = url_for("backup.backup_job", job_id=job.id)
+    return done({"job": BackupService.job(job.id)}, 202, "Backup started.", page,
+                wants_json=wants_json(), headers={"Location": location})
+
+
+@bp.route("/download-backup/<path:filename>")
+@admin_required
+def download_backup(filename):
+    fileobj, backup = BackupService().open_for_download(filename)
+    return send_file(fileobj, mimetype="application/zip", as_attachment=True, download_name=backup["filename"],
+                     max_age=0)
+
+
+@bp.route("/delete-backup/<path:filename>", methods=["POST"])
+@admin_required
+def delete_backup(filename):
+    deleted = BackupService().delete(filename)
+    return done({"deleted": deleted}, 200, f"Backup {deleted} deleted.", url_for("backup.system_backup"),
+                wants_json=wants_json())
+
+
+@bp.route("/pin-backup/<path:filename>", methods=["POST"])
+@admin_required
+def pin_backup(filename):
+    backup = BackupService().toggle_pin(filename)
+    state = "pinned: retention keeps it" if backup["pinned"] else "unpinned"
+    return done({"backup": backup}, 200, f"Backup {backup['filename']} {state}.",
+                url_for("backup.system_backup"), wants_json=wants_json())
+
+
+@bp.route("/backup-jobs/<job_id>")
+@admin_required
+def backup_job(job_id):
+    job = BackupService.job(job_id)
+    if job is None:
+        abort(404, f"No job has the id {job_id!r}.")
+    return jsonify({"job": job})

@@ -1,0 +1,370 @@
+"""BackupService: the one place routes, CLI, scheduler and restore go to for backups.
+
+Orchestration only: the archive format lives in ``archive``, bytes and names in
+``storage``, the one-at-a-time lock and progress in ``jobs``.
+
+A backup is *listed* when its name is ``cyberquest_backup_YYYYMMDD_HHMMSS[_N].zip``,
+its metadata is readable, and it is either signed with this instance's key or
+was accepted (a ``BackupRecord`` with ``accepted=True``). Anything else in the
+store is neither listed nor served.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import re
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata as package_metadata
+from typing import BinaryIO, Iterator
+
+import orjson
+import sqlalchemy
+from flask import current_app
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..extensions import db
+from ..models import BackupJob, BackupRecord, data_tables, utcnow
+from . import archive, format, jobs
+from .errors import BackupError, BackupNotFoundError, BadRequestError
+from .storage import Storage, StoredFile, get_storage
+
+log = logging.getLogger(__name__)
+
+# format.FILENAME_PATTERN with groups for the timestamp and the clash suffix.
+_NAME = re.compile(r"cyberquest_backup_(\d{8}_\d{6})(?:_(\d+))?\.zip")
+
+# Parsed metadata per store location, then per file name, with the size and mtime
+# it was read at: a listing re-reads only files that changed. None = unreadable.
+_metadata_cache: dict[str, dict[str, tuple[int, int, dict | None]]] = {}
+_cache_stats = {"hits": 0, "misses": 0}
+_schema_heads: dict[str, str | None] = {}
+
+
+def metadata_cache_info() -> dict:
+    """How often listing found an archive's metadata in the cache (``hits``) or read it (``misses``)."""
+    return dict(_cache_stats)
+
+
+def backup_name_candidates(created_at: datetime) -> Iterator[str]:
+    """``cyberquest_backup_YYYYMMDD_HHMMSS.zip``, then ``…_2.zip``, ``…_3.zip`` … (UTC)."""
+    stamp = created_at.astimezone(timezone.utc).strftime("%Y%m%d_%H%M%S")
+    yield f"{format.FILENAME_PREFIX}{stamp}.zip"
+    for n in range(2, 1000):
+        yield f"{format.FILENAME_PREFIX}{stamp}_{n}.zip"
+
+
+def _newest_first_key(name: str):
+    match = _NAME.fullmatch(name)
+    return (match.group(1), int(match.group(2) or 1))
+
+
+def schema_revision(app) -> str | None:
+    """The Alembic head of the app's migrations directory (read once per directory)."""
+    directory = str(app.extensions["migrate"].directory)
+    if directory not in _schema_heads:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", directory)
+        heads = ScriptDirectory.from_config(config).get_heads()
+        _schema_heads[directory] = ",".join(sorted(heads)) or None
+    return _schema_heads[directory]
+
+
+def app_info(dialect: str) -> dict:
+    """The ``app_info.json`` content for this installation."""
+    from .. import __version__
+
+    return {
+        "app_name": format.APP_NAME,
+        "app_version": __version__,
+        "python_version": platform.python_version(),
+        "flask_version": package_metadata.version("flask"),
+        "sqlalchemy_version": sqlalchemy.__version__,
+        "database_dialect": dialect,
+    }
+
+
+@contextmanager
+def snapshot_connection(engine) -> Iterator[sqlalchemy.Connection]:
+    """A connection whose reads all see one consistent snapshot of the database (rolled back after)."""
+    with engine.connect() as conn:
+        dialect = engine.dialect.name
+        if dialect in ("postgresql", "mysql", "mariadb"):
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        if dialect == "sqlite":
+            # pysqlite does not BEGIN before a SELECT; without it each table would be
+            # read at a different moment and foreign keys could dangle in the archive.
+            conn.exec_driver_sql("BEGIN")
+        elif dialect in ("mysql", "mariadb"):
+            conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def _database_error(exc: SQLAlchemyError) -> BackupError:
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+    return BackupError(f"The database could not be read for the backup ({detail}); "
+                       "check that it is reachable and migrated (flask db upgrade), then try again.")
+
+
+def _int_or_none(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class BackupService:
+    """Create, list, fetch, delete, pin and mark verified the backups of one app."""
+
+    def __init__(self, app=None, storage: Storage | None = None):
+        self.app = app or current_app._get_current_object()
+        self._storage = storage
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = get_storage(self.app)
+        return self._storage
+
+    @property
+    def signing_key(self) -> bytes:
+        return format.signing_key(self.app.config)
+
+    # --- creating ------------------------------------------------------------------
+
+    def start_create(self, trigger: str, created_by: str | None, *, wait: bool = False) -> BackupJob:
+        """Run ``create`` as a recorded job holding the one-at-a-time lock.
+
+        Raises ``ConflictError`` at once when another backup or restore runs. With
+        ``wait`` it returns the finished job (``result`` is the Backup) or raises the
+        backup's error; otherwise it returns the queued job while the work goes on.
+        """
+        self._check_trigger(trigger)
+
+        def work(handle: jobs.JobHandle) -> dict:
+            return BackupService(self.app).create(trigger, created_by, handle.progress)
+
+        return jobs.run_job("backup", created_by, work, exclusive=True, background=not wait)
+
+    def create(self, trigger: str, created_by: str | None, progress=None) -> dict:
+        """Write a new signed archive of every data table and return its Backup dict.
+
+        Does not take the lock: callers outside a job use ``start_create``.
+        ``progress(fraction, message)`` is called as tables are written. On any
+        failure no archive is published and a ``BackupError`` says what to fix.
+        """
+        self._check_trigger(trigger)
+        report = progress or (lambda fraction, message: None)
+        report(0.0, "Starting the backup")
+        created_at = utcnow()
+        engine = db.engine
+        storage = self.storage
+        try:
+            with storage.atomic_writer(backup_name_candidates(created_at)) as pending:
+                with snapshot_connection(engine) as conn:
+                    written = archive.write_archive(
+                        pending.file, conn, data_tables(), created_at=created_at, created_by=created_by,
+                        trigger=trigger, schema_revision=schema_revision(self.app),
+                        app_info=app_info(engine.dialect.name), signing_key=self.signing_key,
+                        progress=report)
+        except SQLAlchemyError as exc:
+            log.exception("backup failed while reading the database")
+            raise _database_error(exc) from exc
+        filename = pending.name
+        entry = storage.stat(filename)
+        _metadata_cache.setdefault(storage.location, {})[filename] = (entry.size, entry.mtime_ns, written.metadata)
+        record = self._record_archive(filename)
+        report(1.0, f"Created {filename}")
+        log.info("backup %s created (%s records, trigger %s)", filename, written.metadata["total_records"], trigger)
+        return self._backup_dict(entry, written.metadata, True, record)
+
+    def _record_archive(self, filename: str) -> BackupRecord | None:
+        # The record keeps the archive listed even if the signing key changes later;
+        # the archive is complete and signed without it, so a failure here is logged, not fatal.
+        try:
+            record = db.session.get(BackupRecord, filename) or BackupRecord(filename=filename)
+            record.accepted = True
+            db.session.add(record)
+            db.session.commit()
+            return record
+        except SQLAlchemyError:
+            db.session.rollback()
+            log.warning("could not record backup %s in backup_records", filename, exc_info=True)
+            return None
+
+    @staticmethod
+    def _check_trigger(trigger: str) -> None:
+        if trigger not in format.TRIGGERS:
+            raise BadRequestError(f"Unknown backup trigger {trigger!r}; use one of {', '.join(format.TRIGGERS)}.")
+
+    # --- reading ---------------------------------------------------------------------
+
+    def list(self) -> list[dict]:
+        """Every listed backup, newest first."""
+        storage = self.storage
+        records = {r.filename: r for r in db.session.execute(select(BackupRecord)).scalars()}
+        key = self.signing_key
+        cached = _metadata_cache.get(storage.location, {})
+        fresh: dict[str, tuple[int, int, dict | None]] = {}
+        backups = []
+        for entry in storage.list():
+            if not _NAME.fullmatch(entry.name):
+                continue
+            metadata = self._metadata(entry, cached, fresh)
+            if metadata is None:
+                continue
+            signed = format.signature_is_valid(metadata, key)
+            record = records.get(entry.name)
+            if signed or (record is not None and record.accepted):
+                backups.append(self._backup_dict(entry, metadata, signed, record))
+        _metadata_cache[storage.location] = fresh
+        backups.sort(key=lambda b: _newest_first_key(b["filename"]), reverse=True)
+        return backups
+
+    def get(self, filename: str) -> dict:
+        """The listed backup named ``filename``; ``BackupNotFoundError`` for any other name."""
+        if not isinstance(filename, str) or not _NAME.fullmatch(filename):
+            raise BackupNotFoundError(f"No backup is named {filename!r}.")
+        storage = self.storage
+        entry = storage.stat(filename)
+        cached = _metadata_cache.setdefault(storage.location, {})
+        metadata = self._metadata(entry, cached, cached)
+        record = db.session.get(BackupRecord, filename)
+        signed = metadata is not None and format.signature_is_valid(metadata, self.signing_key)
+        if metadata is None or not (signed or (record is not None and record.accepted)):
+            raise BackupNotFoundError(f"No backup is named {filename!r}.")
+        return self._backup_dict(entry, metadata, signed, record)
+
+    def metadata(self, filename: str) -> dict:
+        """The stored ``backup_metadata.json`` of a listed backup."""
+        self.get(filename)
+        entry = self.storage.stat(filename)
+        return self._metadata(entry, _metadata_cache.setdefault(self.storage.location, {}), {}) or {}
+
+    def open_for_download(self, filename: str) -> tuple[BinaryIO, dict]:
+        """An open binary file of the listed backup, and its Backup dict; the caller closes the file."""
+        backup = self.get(filename)
+        return self.storage.open_read(filename), backup
+
+    def _metadata(self, entry: StoredFile, cached: dict, fresh: dict) -> dict | None:
+        hit = cached.get(entry.name)
+        if hit is not None and hit[0] == entry.size and hit[1] == entry.mtime_ns:
+            _cache_stats["hits"] += 1
+            fresh[entry.name] = hit
+            return hit[2]
+        _cache_stats["misses"] += 1
+        try:
+            with self.storage.open_read(entry.name) as fh:
+                metadata = archive.read_metadata(fh)
+        except BackupError as exc:
+            log.info("not listing %s: %s", entry.name, exc)
+            metadata = None
+        fresh[entry.name] = (entry.size, entry.mtime_ns, metadata)
+        return metadata
+
+    @staticmethod
+    def _backup_dict(entry: StoredFile, metadata: dict, signed: bool, record: BackupRecord | None) -> dict:
+        counts = metadata.get("record_counts")
+        if not isinstance(counts, dict) or not all(_int_or_none(v) is not None for v in counts.values()):
+            counts = {}
+        total = _int_or_none(metadata.get("total_records"))
+        created_at = metadata.get("created_at")
+        if not isinstance(created_at, str):
+            created_at = datetime.fromtimestamp(entry.mtime, timezone.utc).isoformat()
+        created_by = metadata.get("created_by")
+        trigger = metadata.get("trigger")
+        return {
+            "filename": entry.name,
+            "size_bytes": entry.size,
+            "created_at": created_at,
+            "created_by": created_by if isinstance(created_by, str) else None,
+            "trigger": trigger if isinstance(trigger, str) else None,
+            "record_counts": counts,
+            "total_records": total if total is not None else sum(counts.values()),
+            "signed": signed,
+            "verified": record.verified if record is not None else None,
+            "pinned": bool(record is not None and record.pinned),
+        }
+
+    # --- changing --------------------------------------------------------------------
+
+    def delete(self, filename: str) -> str:
+        """Delete a listed backup and what the app recorded about it; returns its name."""
+        self.get(filename)
+        self.storage.delete(filename)
+        _metadata_cache.get(self.storage.location, {}).pop(filename, None)
+        record = db.session.get(BackupRecord, filename)
+        if record is not None:
+            db.session.delete(record)
+            db.session.commit()
+        log.info("backup %s deleted", filename)
+        return filename
+
+    def toggle_pin(self, filename: str) -> dict:
+        """Flip keep-forever on a listed backup (retention never deletes a pinned one)."""
+        self.get(filename)
+        record = self._record_for(filename)
+        record.pinned = not record.pinned
+        db.session.commit()
+        return self.get(filename)
+
+    def record_verification(self, filename: str, ok: bool, details: dict | None = None) -> dict:
+        """Remember the outcome of verifying a listed backup (``verified`` in its Backup dict)."""
+        self.get(filename)
+        record = self._record_for(filename)
+        record.verified = bool(ok)
+        record.verified_at = utcnow()
+        record.verification = orjson.dumps(details, default=str).decode() if details is not None else None
+        db.session.commit()
+        return self.get(filename)
+
+    def _record_for(self, filename: str) -> BackupRecord:
+        record = db.session.get(BackupRecord, filename)
+        if record is None:
+            # Only listed backups get here: made by this app or accepted already.
+            record = BackupRecord(filename=filename, accepted=True, pinned=False)
+            db.session.add(record)
+        return record
+
+    # --- jobs --------------------------------------------------------------------------
+
+    @staticmethod
+    def active_job() -> dict | None:
+        """The queued or running backup/restore/verify job, with live progress, or None."""
+        job = jobs.latest_active_job()
+        return jobs.live_job_dict(job) if job is not None else None
+
+    @staticmethod
+    def recent_jobs(limit: int = 10) -> list[dict]:
+        """The latest jobs of any kind, newest first (the page's history)."""
+        rows = db.session.execute(select(BackupJob).order_by(BackupJob.created_at.desc()).limit(limit)).scalars()
+        return [jobs.live_job_dict(job) for job in rows]
+
+    @staticmethod
+    def job(job_id: str) -> dict | None:
+        """One job by id, with live progress, or None."""
+        job = jobs.get_job(job_id)
+        return jobs.live_job_dict(job) if job is not None else None
+
+
+def recover_after_crash(app) -> None:
+    """At start-up: fail jobs whose process died and remove unfinished archive files.
+
+    Does nothing (quietly) while the database is not migrated yet or not reachable,
+    e.g. during ``flask db upgrade``.
+    """
+    with app.app_context():
+        try:
+            if inspect(db.engine).has_table(BackupJob.__tablename__):
+                jobs.recover_interrupted_jobs()
+        except SQLAlchemyError:
+            db.session.rollback()
+            log.warning("could not check for interrupted jobs at start-up", exc_info=True)
+        try:
+            get_storage(app).cleanup_partials()
+        except BackupError as exc:
+            log.warning("could not clean up the backup store at start-up: %s", exc)

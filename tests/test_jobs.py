@@ -1,0 +1,87 @@
+"""Background jobs and the one-at-a-time lock (app/backup/jobs.py)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app.backup import jobs
+from app.backup.errors import BackupError, ConflictError
+from app.extensions import db
+from app.models import BackupJob, OperationLock
+
+
+def test_a_job_records_its_result_and_releases_the_lock(app):
+    with app.app_context():
+        job = jobs.run_job("backup", "admin", lambda handle: {"answer": 42}, background=False)
+        assert job.status == "succeeded" and jobs.job_to_dict(job)["result"] == {"answer": 42}
+        assert jobs.exclusive_is_held() is None
+
+
+def test_a_failing_job_is_recorded_failed_and_reraised(app):
+    def work(handle):
+        handle.progress(0.5, "half way")
+        raise BackupError("The disk is on fire; call someone.")
+
+    with app.app_context():
+        with pytest.raises(BackupError, match="on fire"):
+            jobs.run_job("backup", "admin", work, background=False)
+        job = db.session.execute(db.select(BackupJob)).scalars().one()
+        assert job.status == "failed" and job.message == "The disk is on fire; call someone."
+        assert db.session.get(OperationLock, jobs.EXCLUSIVE_LOCK) is None
+
+
+def test_while_a_job_holds_the_lock_another_is_refused_with_it(app):
+    started, release = threading.Event(), threading.Event()
+
+    def slow(handle):
+        started.set()
+        release.wait(30)
+        return {}
+
+    with app.app_context():
+        first = jobs.run_job("restore", "admin", slow, background=True)
+        assert started.wait(30)
+        with pytest.raises(ConflictError) as conflict:
+            jobs.run_job("backup", "admin", lambda handle: {}, background=False)
+        assert conflict.value.extra["job"]["id"] == first.id
+        assert jobs.latest_active_job().id == first.id
+        release.set()
+        deadline = time.monotonic() + 30
+        while jobs.get_job(first.id).status != "succeeded" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert jobs.get_job(first.id).status == "succeeded"
+        assert jobs.run_job("backup", "admin", lambda handle: {}, background=False).status == "succeeded"
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(app):
+    with app.app_context():
+        dead = jobs.create_job("backup", "admin")
+        db.session.add(OperationLock(name=jobs.EXCLUSIVE_LOCK, job_id=dead.id,
+                                     owner=f"{jobs.HOSTNAME}:{2**22 + 4321}",
+                                     expires_at=jobs.utcnow() + jobs.LOCK_TTL))
+        dead.status = "running"
+        db.session.commit()
+        assert jobs.run_job("backup", "admin", lambda handle: {}, background=False).status == "succeeded"
+        assert jobs.get_job(dead.id).status == "failed"
+
+
+def test_live_progress_is_visible_while_the_job_runs(app):
+    reported, release = threading.Event(), threading.Event()
+
+    def work(handle):
+        handle.progress(0.25, "a quarter")
+        reported.set()
+        release.wait(30)
+        return {}
+
+    with app.app_context():
+        job = jobs.run_job("backup", "admin", work, background=True)
+        assert reported.wait(30)
+        live = jobs.live_job_dict(jobs.get_job(job.id))
+        assert live["progress"] == 0.25 and live["message"] == "a quarter"
+        release.set()
+        deadline = time.monotonic() + 30
+        while jobs.get_job(job.id).status == "running" and time.monotonic() < deadline:
+            time.sleep(0.02)
