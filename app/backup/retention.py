@@ -19,8 +19,18 @@ never-verified backup can never take the place of a good one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
+
+import orjson
+from flask import current_app
+
+from ..extensions import db
+from ..models import AuditLog, BackupRecord
+from . import jobs
+from .errors import BackupNotFoundError
+from .service import BackupService
 
 
 @dataclass(frozen=True)
@@ -166,3 +176,75 @@ def _period_label(label: str, period) -> str:
         year, week, _ = period.isocalendar()
         return f"{year}-W{week:02d}"
     return period.isoformat()
+
+
+# --- Applying a policy to the backup store --------------------------------------------
+# Everything above is pure; below, the plan meets the store, the lock and the audit log.
+
+@dataclass
+class PruneResult:
+    """What a prune deleted (or, in a dry run, would delete) and what it kept, with reasons."""
+
+    dry_run: bool
+    deleted: list[str]
+    kept: dict[str, list[str]]
+    policy: RetentionPolicy
+
+    def to_dict(self) -> dict:
+        """JSON-able form (``flask backup prune --json``)."""
+        return {"dry_run": self.dry_run, "deleted": list(self.deleted), "kept": self.kept,
+                "policy": asdict(self.policy)}
+
+
+def policy_for(settings) -> RetentionPolicy:
+    """The policy of the stored schedule; GFS numbers from ``BACKUP_KEEP_DAILY/WEEKLY/MONTHLY``."""
+    config = current_app.config
+    return RetentionPolicy(retention_days=settings.effective_retention_days, keep_last=settings.keep_last,
+                           daily=int(config.get("BACKUP_KEEP_DAILY", 7)),
+                           weekly=int(config.get("BACKUP_KEEP_WEEKLY", 4)),
+                           monthly=int(config.get("BACKUP_KEEP_MONTHLY", 12)))
+
+
+def _current_plan(service, policy: RetentionPolicy, now: datetime) -> tuple[RetentionPlan, dict[str, dict]]:
+    backups = {b["filename"]: b for b in service.list()}
+    plan = plan_retention([BackupDescriptor.from_backup(b) for b in backups.values()], policy, now)
+    return plan, backups
+
+
+def prune(policy: RetentionPolicy, now: datetime, *, dry_run: bool, actor: str | None) -> PruneResult:
+    """Delete every backup the policy does not keep (or only list them with ``dry_run``).
+
+    A real prune holds the one-at-a-time lock (``ConflictError`` while a backup or
+    restore runs), plans again under it, re-checks each backup's pin right before
+    deleting it, and writes one ``audit_log`` row per deletion. The dry run lists
+    exactly what a real prune started at the same moment would delete.
+    """
+    service = BackupService()
+    if dry_run:
+        plan, _ = _current_plan(service, policy, now)
+        return PruneResult(True, plan.delete, plan.keep, policy)
+
+    lock_id = str(uuid.uuid4())
+    jobs.acquire_exclusive(lock_id)
+    deleted: list[str] = []
+    try:
+        plan, backups = _current_plan(service, policy, now)
+        for filename in plan.delete:
+            record = db.session.get(BackupRecord, filename, populate_existing=True)
+            if record is not None and record.pinned:
+                plan.keep[filename] = ["pinned"]  # pinned after the plan was made
+                continue
+            try:
+                service.delete(filename)
+            except BackupNotFoundError:
+                continue  # already gone (another prune, or an admin)
+            deleted.append(filename)
+            backup = backups[filename]
+            db.session.add(AuditLog(actor=actor, action="backup.prune", target=filename, details=orjson.dumps({
+                "reason": "kept by none of the retention rules", "policy": policy.describe(),
+                "created_at": backup["created_at"], "trigger": backup["trigger"], "verified": backup["verified"],
+            }).decode()))
+            db.session.commit()
+    finally:
+        jobs.release_exclusive(lock_id)
+    return PruneResult(False, deleted, plan.keep, policy)

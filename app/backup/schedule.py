@@ -15,13 +15,14 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, timezone
 
+import orjson
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import BackupSchedule
+from ..models import AuditLog, BackupSchedule
 from .errors import BadRequestError
 
 FREQUENCIES = ("daily", "weekly", "monthly")
@@ -366,12 +367,18 @@ def save_settings(settings: ScheduleSettings) -> ScheduleSettings:
     raise BadRequestError("The schedule could not be saved; try again.")
 
 
-def update_settings(fields: dict, now: datetime) -> ScheduleSettings:
-    """Validate ``fields`` against the stored schedule and save the result.
+def update_settings(fields: dict, now: datetime, actor: str | None = None) -> ScheduleSettings:
+    """Validate ``fields`` against the stored schedule, save the result and audit the change.
 
     Raises ``ScheduleValidationError`` (400) and changes nothing when a value is bad.
     """
-    return save_settings(apply_changes(load_settings(), fields, now))
+    before = load_settings()
+    saved = save_settings(apply_changes(before, fields, now))
+    changed = {name: getattr(saved, name) for name in EDITABLE_FIELDS if getattr(saved, name) != getattr(before, name)}
+    db.session.add(AuditLog(actor=actor, action="backup.schedule_saved", target="backup_schedule",
+                            details=orjson.dumps(changed).decode()))
+    db.session.commit()
+    return saved
 
 
 def claim_missed_alert(last_success_at: datetime | None, now: datetime) -> bool:

@@ -1,6 +1,391 @@
-"""APScheduler wiring for scheduled backups."""
+"""Scheduled backups: the run of one slot, exactly once, and the APScheduler wiring.
+
+Every instance (each process of each host) may run an in-process scheduler, and
+cron may call ``flask backup run-scheduled`` too; the database decides who runs a
+slot. Each minute a runner reads the schedule from the database (so a schedule
+saved anywhere takes effect everywhere within a minute), finds the due slot, and
+tries to insert the ``scheduled_runs`` row for it. The unique ``slot`` column
+makes exactly one insert succeed: that instance makes the backup, verifies it,
+applies retention, records the outcome and sends the e-mail; the others skip.
+
+A slot that cannot start because another backup or restore holds the lock is
+*deferred*: its row stays, and a later tick takes it over with a conditional
+UPDATE (again, one winner).
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import click
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from ..extensions import db
+from ..models import AuditLog, ScheduledRun, utcnow
+from . import health, notify, retention
+from .errors import BackupError, ConflictError
+from .schedule import ScheduleSettings, due_slot, load_settings, next_run_at
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "backup_scheduler"
+TICK_JOB_ID = "backup-schedule-tick"
+# A run with no sign of life for this long is taken to be dead even on another host.
+RUN_STALE_AFTER = timedelta(hours=12)
+ACTOR = "scheduler"
 
 
-def start_for_app(app) -> None:
-    """Start the in-process scheduler when this instance should run one."""
-    return None
+class VerificationFailed(BackupError):
+    """The scheduled backup was written but failed its verification."""
+
+    status = 422
+
+
+@dataclass
+class SlotOutcome:
+    """What one call of the runner did.
+
+    ``status``: ``disabled``, ``not-due``, ``taken`` (another instance has the slot),
+    ``deferred`` (another backup or restore was running), ``succeeded`` or ``failed``.
+    """
+
+    status: str
+    slot: datetime | None = None
+    message: str = ""
+    report: notify.RunReport | None = None
+    next_run_at: datetime | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True when this call ran the slot and the run failed."""
+        return self.status == "failed"
+
+    def to_dict(self) -> dict:
+        """JSON-able form (``flask backup run-scheduled --json``)."""
+        return {"status": self.status, "slot": self.slot.isoformat() if self.slot else None,
+                "message": self.message, "run": self.report.to_dict() if self.report else None,
+                "next_run_at": self.next_run_at.isoformat() if self.next_run_at else None}
+
+
+def current_owner() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# The last schedule each database gave us, so that a failure e-mail can still go
+# out when the database itself is what fails; and the slots already reported so.
+_settings_cache: dict[str, ScheduleSettings] = {}
+_reported_without_db: set[tuple[str, datetime]] = set()
+_cache_lock = threading.Lock()
+
+
+def _database_key() -> str:
+    return str(db.engine.url)
+
+
+# --- Claiming a slot ------------------------------------------------------------------
+
+def _process_gone(owner: str | None) -> bool:
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def claim_slot(slot: datetime, now: datetime) -> bool:
+    """Take ``slot`` for this process; False when another instance has it.
+
+    Inserting the row is the claim (the unique index arbitrates); a deferred slot is
+    taken over by a conditional UPDATE, which also has exactly one winner.
+    """
+    owner = current_owner()
+    existing = db.session.execute(select(ScheduledRun).where(ScheduledRun.slot == slot)
+                                  .execution_options(populate_existing=True)).scalars().first()
+    if existing is None:
+        db.session.add(ScheduledRun(slot=slot, owner=owner, status="running", started_at=now))
+        try:
+            db.session.commit()
+            return True
+        except IntegrityError:
+            db.session.rollback()
+            return False
+    if existing.status != "deferred":
+        return False
+    result = db.session.execute(update(ScheduledRun)
+                                .where(ScheduledRun.slot == slot, ScheduledRun.status == "deferred")
+                                .values(status="running", owner=owner, started_at=now, error=None))
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def _finish_run(slot: datetime, status: str, **values) -> None:
+    db.session.rollback()
+    values = {"finished_at": utcnow(), **values}
+    db.session.execute(update(ScheduledRun).where(ScheduledRun.slot == slot).values(status=status, **values))
+    db.session.commit()
+
+
+def _audit(action: str, target: str | None, details: dict) -> None:
+    db.session.add(AuditLog(actor=ACTOR, action=action, target=target,
+                            details=orjson.dumps(details, default=str).decode()))
+    db.session.commit()
+
+
+def fail_interrupted_runs(settings: ScheduleSettings, now: datetime) -> int:
+    """Mark failed the runs whose process died mid-run, reporting each once; returns how many."""
+    count = 0
+    running = db.session.execute(select(ScheduledRun).where(ScheduledRun.status == "running")).scalars().all()
+    for run in running:
+        if not (_process_gone(run.owner) or run.started_at < now - RUN_STALE_AFTER):
+            continue
+        message = f"Interrupted: the process running it ({run.owner}) stopped before it finished."
+        result = db.session.execute(update(ScheduledRun).where(ScheduledRun.id == run.id,
+                                                               ScheduledRun.status == "running")
+                                    .values(status="failed", finished_at=now, error=message))
+        db.session.commit()
+        if result.rowcount == 1:
+            count += 1
+            report = notify.RunReport(slot=run.slot, started_at=run.started_at, finished_at=now,
+                                      error=message, error_kind="other", owner=run.owner)
+            notify.notify_run(settings, report)
+    return count
+
+
+def _give_up_older_deferred(slot: datetime) -> None:
+    db.session.execute(update(ScheduledRun).where(ScheduledRun.slot < slot, ScheduledRun.status == "deferred")
+                       .values(status="missed", finished_at=utcnow(),
+                               error="Never started: another backup or restore kept the lock until the next slot."))
+    db.session.commit()
+
+
+# --- Running a slot -------------------------------------------------------------------
+
+def verify_new_backup(filename: str) -> tuple[bool, dict]:
+    """Check the new archive (checksums, signature, test restore) and record the result.
+
+    Returns ``(ok, details)``; the verifier records ``verified`` on the backup.
+    """
+    from .verify import verify_backup  # the restore engine's verifier
+
+    result = verify_backup(filename)
+    return bool(result.get("ok")), result
+
+
+def _make_verified_backup(report: notify.RunReport) -> None:
+    from .service import BackupService
+
+    job = BackupService().start_create("scheduled", None, wait=True)
+    report.backup = orjson.loads(job.result) if isinstance(job.result, str) else job.result
+    filename = report.backup["filename"]
+    ok, details = verify_new_backup(filename)
+    report.verified, report.verification = ok, details
+    if not ok:
+        raise VerificationFailed(f"The new backup {filename} failed its verification: "
+                                 f"{details.get('error') or details.get('message') or 'see the verification details'}")
+
+
+def _apply_retention(settings: ScheduleSettings, report: notify.RunReport, now: datetime) -> None:
+    try:
+        result = retention.prune(retention.policy_for(settings), now, dry_run=False, actor=ACTOR)
+        report.pruned = list(result.deleted)
+    except ConflictError:
+        report.retention_note = "skipped this time: another backup or restore was running."
+    except Exception as exc:  # the backup itself succeeded; a clean-up problem is reported, not fatal
+        log.exception("retention after the scheduled backup failed")
+        report.retention_note = f"failed: {exc}"
+
+
+def _run_claimed_slot(settings: ScheduleSettings, slot: datetime, now: datetime) -> SlotOutcome:
+    report = notify.RunReport(slot=slot, started_at=utcnow(), owner=current_owner())
+    try:
+        _make_verified_backup(report)
+        _apply_retention(settings, report, now)
+        report.succeeded = True
+    except ConflictError as exc:
+        if report.backup is None:
+            try:
+                _finish_run(slot, "deferred", error=exc.message, finished_at=None)
+            except SQLAlchemyError:
+                log.exception("could not defer scheduled slot %s", slot)
+            return SlotOutcome("deferred", slot, f"Deferred: {exc.message}")
+        report.error, report.error_kind = exc.message, "conflict"
+    except Exception as exc:  # every failure is recorded and reported; the log keeps the traceback
+        log.exception("scheduled backup for slot %s failed", slot)
+        report.error = exc.message if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
+        report.error_kind = "verification" if isinstance(exc, VerificationFailed) else notify.classify_error(exc)
+    report.finished_at = utcnow()
+    _record_outcome(report)
+    notify.notify_run(settings, report)
+    status = "succeeded" if report.succeeded else "failed"
+    filename = (report.backup or {}).get("filename")
+    message = f"Scheduled backup {filename} made and verified." if report.succeeded else f"Failed: {report.error}"
+    return SlotOutcome(status, slot, message, report)
+
+
+def _record_outcome(report: notify.RunReport) -> None:
+    # Recording may fail when the database is what broke; the e-mail still goes out.
+    status = "succeeded" if report.succeeded else "failed"
+    filename = (report.backup or {}).get("filename")
+    try:
+        _finish_run(report.slot, status, filename=filename, error=report.error)
+        _audit("backup.scheduled_run", filename,
+               {"slot": report.slot, "status": status, "error": report.error, "verified": report.verified,
+                "pruned": report.pruned, "duration_seconds": report.duration_seconds})
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.exception("could not record the outcome of scheduled slot %s", report.slot)
+
+
+def _report_database_failure(exc: Exception, now: datetime) -> SlotOutcome:
+    """The schedule could not be read: report a due slot from the last known schedule, once."""
+    db.session.rollback()
+    key = _database_key()
+    with _cache_lock:
+        cached = _settings_cache.get(key)
+        slot = due_slot(cached, now) if cached is not None else None
+        first_time = slot is not None and (key, slot) not in _reported_without_db
+        if first_time:
+            _reported_without_db.add((key, slot))
+    message = f"The database could not be read: {exc}"
+    if not first_time:
+        return SlotOutcome("failed", slot, message)
+    report = notify.RunReport(slot=slot, started_at=now, finished_at=utcnow(), owner=current_owner(),
+                              error=message, error_kind="database")
+    notify.notify_run(cached, report)
+    return SlotOutcome("failed", slot, message, report)
+
+
+def run_scheduled(now: datetime | None = None) -> SlotOutcome:
+    """Run the schedule's due slot if no instance has yet; the one entry point for ticks and cron.
+
+    ``now`` is the clock (tests pass their own). Never raises for a failed run: the
+    outcome says what happened, and it is recorded and e-mailed as configured.
+    """
+    now = now or utcnow()
+    try:
+        settings = load_settings()
+        with _cache_lock:
+            _settings_cache[_database_key()] = settings
+        fail_interrupted_runs(settings, now)
+        slot = due_slot(settings, now)
+        upcoming = next_run_at(settings, now)
+        if not settings.enabled:
+            return SlotOutcome("disabled", message="Scheduled backups are disabled.")
+        if slot is None:
+            return SlotOutcome("not-due", message="No slot is due.", next_run_at=upcoming)
+        if not claim_slot(slot, now):
+            return SlotOutcome("taken", slot, "Another instance has run or is running this slot.",
+                               next_run_at=upcoming)
+        _give_up_older_deferred(slot)
+    except SQLAlchemyError as exc:
+        log.exception("the scheduled-backup runner could not read the database")
+        return _report_database_failure(exc, now)
+    outcome = _run_claimed_slot(settings, slot, now)
+    outcome.next_run_at = upcoming
+    return outcome
+
+
+def tick(app, now: datetime | None = None) -> SlotOutcome | None:
+    """One beat of the in-process scheduler: run the due slot, then watch for a missed schedule.
+
+    Runs inside an app context and never raises (a raising job would only be logged by
+    APScheduler, and the next tick must come regardless).
+    """
+    with app.app_context():
+        outcome = None
+        try:
+            outcome = run_scheduled(now)
+        except Exception:  # the top of a background job: log, and let the next tick try again
+            log.exception("scheduled backup tick failed")
+        try:
+            health.alert_if_missed(now)
+        except Exception:
+            log.exception("missed-schedule check failed")
+        finally:
+            db.session.remove()
+        return outcome
+
+
+def recent_runs(limit: int = 10) -> list[dict]:
+    """The latest scheduled runs, newest slot first (for the schedule page)."""
+    rows = db.session.execute(select(ScheduledRun).order_by(ScheduledRun.slot.desc()).limit(limit)).scalars()
+    return [{"slot": run.slot, "status": run.status, "owner": run.owner, "started_at": run.started_at,
+             "finished_at": run.finished_at, "filename": run.filename, "error": run.error} for run in rows]
+
+
+# --- APScheduler wiring ---------------------------------------------------------------
+
+def should_start(app) -> tuple[bool, str]:
+    """Whether this process should run the in-process scheduler, and why (or why not).
+
+    Off when ``SCHEDULER_ENABLED`` is False (tests), ``ENABLE_AUTO_BACKUP`` is false,
+    the app is built for a CLI command other than ``flask run`` (``flask db upgrade``,
+    ``flask backup run-scheduled``...), or this is the watcher process of the reloader.
+    """
+    if app.config.get("SCHEDULER_ENABLED") is False:
+        return False, "SCHEDULER_ENABLED is False"
+    if not app.config.get("ENABLE_AUTO_BACKUP", True):
+        return False, "ENABLE_AUTO_BACKUP is false"
+    if app.extensions.get(EXTENSION_KEY) is not None:
+        return False, "already running for this app"
+    # Flask loads the app inside the click context of the command being run: `flask run`
+    # loads it in the run command itself, any other command while resolving its name
+    # (or in its own context). A WSGI server or plain Python has no click context.
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        if ctx.command.name != "run":
+            return False, "a CLI command other than `flask run`"
+        if os.environ.get("WERKZEUG_RUN_MAIN") != "true":
+            from flask.helpers import get_debug_flag
+
+            reload = ctx.params.get("reload")
+            if reload is None:
+                reload = get_debug_flag()
+            if reload:
+                return False, "the reloader's watcher process (its child serves and schedules)"
+    return True, "serving"
+
+
+def start_for_app(app):
+    """Start the in-process scheduler when this instance should run one; returns it or None."""
+    start, reason = should_start(app)
+    if not start:
+        log.debug("backup scheduler not started: %s", reason)
+        return None
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    scheduler = BackgroundScheduler(timezone="UTC", daemon=True,
+                                    job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 50})
+    scheduler.add_job(tick, CronTrigger(second=0, timezone="UTC"), args=[app], id=TICK_JOB_ID,
+                      replace_existing=True, name="scheduled backups: run the due slot")
+    scheduler.start()
+    app.extensions[EXTENSION_KEY] = scheduler
+    atexit.register(_shutdown, scheduler)
+    log.info("backup scheduler started in %s", current_owner())
+    return scheduler
+
+
+def stop_for_app(app) -> None:
+    """Stop this app's in-process scheduler, if it runs."""
+    scheduler = app.extensions.pop(EXTENSION_KEY, None)
+    if scheduler is not None:
+        _shutdown(scheduler)
+
+
+def _shutdown(scheduler) -> None:
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
