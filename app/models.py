@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 
 from flask_login import UserMixin
 from sqlalchemy import types
+from sqlalchemy.dialects import mysql
 
 from .extensions import db
 
@@ -36,6 +37,12 @@ class UTCDateTime(types.TypeDecorator):
 
     impl = types.DateTime
     cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        # MariaDB's DATETIME drops microseconds unless asked for them; backups must round-trip.
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(types.DateTime())
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is not None:

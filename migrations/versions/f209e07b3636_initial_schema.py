@@ -7,6 +7,10 @@ Create Date: 2026-11-26 03:47:57.515874
 """
 from alembic import op
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+# Timestamps keep microseconds on MariaDB too (its DATETIME drops them by default).
+TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql', 'mariadb')
 
 
 # revision identifiers, used by Alembic.
@@ -24,9 +28,9 @@ def upgrade():
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('prefix', sa.String(length=12), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('last_used_at', sa.DateTime(), nullable=True),
-    sa.Column('revoked_at', sa.DateTime(), nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('last_used_at', TIMESTAMP, nullable=True),
+    sa.Column('revoked_at', TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash')),
     info={'operational': True}
@@ -36,7 +40,7 @@ def upgrade():
 
     op.create_table('audit_log',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
     sa.Column('actor_id', sa.Integer(), nullable=True),
     sa.Column('actor', sa.String(length=80), nullable=True),
     sa.Column('action', sa.String(length=64), nullable=False),
@@ -55,10 +59,10 @@ def upgrade():
     sa.Column('progress', sa.Float(), nullable=False),
     sa.Column('message', sa.Text(), nullable=True),
     sa.Column('created_by', sa.String(length=80), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('started_at', sa.DateTime(), nullable=True),
-    sa.Column('finished_at', sa.DateTime(), nullable=True),
-    sa.Column('heartbeat_at', sa.DateTime(), nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('started_at', TIMESTAMP, nullable=True),
+    sa.Column('finished_at', TIMESTAMP, nullable=True),
+    sa.Column('heartbeat_at', TIMESTAMP, nullable=True),
     sa.Column('owner', sa.String(length=255), nullable=True),
     sa.Column('result', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_backup_jobs')),
@@ -69,9 +73,9 @@ def upgrade():
     sa.Column('accepted', sa.Boolean(), nullable=False),
     sa.Column('pinned', sa.Boolean(), nullable=False),
     sa.Column('verified', sa.Boolean(), nullable=True),
-    sa.Column('verified_at', sa.DateTime(), nullable=True),
+    sa.Column('verified_at', TIMESTAMP, nullable=True),
     sa.Column('verification', sa.Text(), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
     sa.PrimaryKeyConstraint('filename', name=op.f('pk_backup_records')),
     info={'operational': True}
     )
@@ -86,8 +90,8 @@ def upgrade():
     sa.Column('keep_last', sa.Integer(), nullable=False),
     sa.Column('notify_emails', sa.Text(), nullable=False),
     sa.Column('notify_on', sa.String(length=16), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.Column('missed_alert_at', sa.DateTime(), nullable=True),
+    sa.Column('updated_at', TIMESTAMP, nullable=False),
+    sa.Column('missed_alert_at', TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_backup_schedule')),
     info={'operational': True}
     )
@@ -97,7 +101,7 @@ def upgrade():
     sa.Column('email', sa.String(length=255), nullable=False),
     sa.Column('subject', sa.String(length=200), nullable=True),
     sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
     sa.Column('is_read', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contact_submissions'))
     )
@@ -106,7 +110,7 @@ def upgrade():
     sa.Column('ip_address', sa.String(length=45), nullable=True),
     sa.Column('username_or_email', sa.String(length=255), nullable=True),
     sa.Column('success', sa.Boolean(), nullable=False),
-    sa.Column('attempted_at', sa.DateTime(), nullable=False),
+    sa.Column('attempted_at', TIMESTAMP, nullable=False),
     sa.Column('user_agent', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_login_attempts'))
     )
@@ -119,18 +123,18 @@ def upgrade():
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.Column('job_id', sa.String(length=36), nullable=True),
     sa.Column('owner', sa.String(length=255), nullable=True),
-    sa.Column('acquired_at', sa.DateTime(), nullable=False),
-    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.Column('acquired_at', TIMESTAMP, nullable=False),
+    sa.Column('expires_at', TIMESTAMP, nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_operation_locks')),
     info={'operational': True}
     )
     op.create_table('scheduled_runs',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('slot', sa.DateTime(), nullable=False),
+    sa.Column('slot', TIMESTAMP, nullable=False),
     sa.Column('owner', sa.String(length=255), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('started_at', sa.DateTime(), nullable=False),
-    sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.Column('started_at', TIMESTAMP, nullable=False),
+    sa.Column('finished_at', TIMESTAMP, nullable=True),
     sa.Column('filename', sa.String(length=255), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_scheduled_runs')),
@@ -144,8 +148,8 @@ def upgrade():
     sa.Column('password_hash', sa.String(length=255), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('is_admin', sa.Boolean(), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('last_login', sa.DateTime(), nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('last_login', TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('email', name=op.f('uq_users_email')),
     sa.UniqueConstraint('username', name=op.f('uq_users_username'))
@@ -155,9 +159,9 @@ def upgrade():
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('email', sa.String(length=255), nullable=False),
     sa.Column('token', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('expires_at', sa.DateTime(), nullable=False),
-    sa.Column('verified_at', sa.DateTime(), nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('expires_at', TIMESTAMP, nullable=False),
+    sa.Column('verified_at', TIMESTAMP, nullable=True),
     sa.Column('is_verified', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_email_verifications_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_email_verifications')),
@@ -170,10 +174,10 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('token', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('expires_at', TIMESTAMP, nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
-    sa.Column('used_at', sa.DateTime(), nullable=True),
+    sa.Column('used_at', TIMESTAMP, nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_password_reset_tokens_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_password_reset_tokens')),
     sa.UniqueConstraint('token', name=op.f('uq_password_reset_tokens_token'))
