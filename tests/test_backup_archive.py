@@ -222,3 +222,42 @@ def test_rows_round_trip_through_the_archive_with_their_types(fidelity_app, user
         {c.name: expected(u)[c.name] for c in tables["users"].columns} for u in users]
     assert document["contact_submissions"] == [
         {c.name: expected(r)[c.name] for c in tables["contact_submissions"].columns} for r in contacts]
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(users=user_rows, contacts=contact_rows)
+def test_sqlite_json_encoding_is_byte_for_byte_the_orjson_encoding(fidelity_app, users, contacts):
+    """The fast SQLite path (json_object in SQL) must write exactly what the generic path writes."""
+    users = [dict(row, id=i + 1, username=f"{i}:{row['username']}", email=f"{i}:{row['email']}")
+             for i, row in enumerate(users)]
+    contacts = [dict(row, id=i + 1) for i, row in enumerate(contacts)]
+    with fidelity_app.app_context():
+        tables = {t.name: t for t in data_tables()}
+        with db.engine.begin() as conn:
+            for table in reversed(data_tables()):
+                conn.execute(table.delete())
+            if users:
+                conn.execute(tables["users"].insert(), users)
+            if contacts:
+                conn.execute(tables["contact_submissions"].insert(), contacts)
+        with snapshot_connection(db.engine) as conn:
+            for name in ("users", "contact_submissions"):
+                expression = archive._sqlite_fast_path_applies(conn, tables[name])
+                assert expression is not None
+                fast = b",\n".join(b for b, _ in archive._sqlite_json_batches(conn, tables[name], expression))
+                generic = b",\n".join(b for b, _ in archive._generic_batches(conn, tables[name]))
+                assert fast == generic
+
+
+def test_timestamps_stored_in_another_shape_take_the_exact_path(fidelity_app):
+    with fidelity_app.app_context():
+        with db.engine.begin() as conn:
+            for table in reversed(data_tables()):
+                conn.execute(table.delete())
+            conn.execute(sa.text("INSERT INTO contact_submissions (id, name, email, message, created_at, is_read) "
+                                 "VALUES (1, 'n', 'e', 'm', '2024-05-06 07:08:09', 1)"))
+        with snapshot_connection(db.engine) as conn:
+            table = next(t for t in data_tables() if t.name == "contact_submissions")
+            assert archive._sqlite_fast_path_applies(conn, table) is None
+            encoded = b"".join(b for b, _ in archive.encoded_batches(conn, table))
+    assert orjson.loads(encoded)["created_at"] == "2024-05-06T07:08:09+00:00"

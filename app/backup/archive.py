@@ -29,25 +29,38 @@ the byte ``\\n``, not on ``str.splitlines``). A database with no tables is ``{}`
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 import time
 import zipfile
+import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import BinaryIO, Callable, Sequence
 
 import orjson
-from sqlalchemy import Table, func, select
+from sqlalchemy import Boolean, DateTime, Enum, Integer, String, Table, func, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+try:  # zlib-ng: the same deflate format, 2-3x faster at the same ratio
+    from zlib_ng import zlib_ng as deflate_impl
+except ImportError:  # pragma: no cover - the stdlib zlib is the fallback
+    deflate_impl = zlib
 
 from . import format
 from .errors import ArchiveError
 
 ProgressCallback = Callable[[float, str], None]
 
-BATCH_ROWS = 2000
+BATCH_ROWS = 5000
 COMPRESS_LEVEL = 6
+DEFLATE_CHUNK = 1 << 20
+TARGET_CHUNK = 1 << 20
+DEFLATE_WINDOW = 32 * 1024
 METADATA_MAX_BYTES = 1024 * 1024
 ROW_OPTIONS = orjson.OPT_NAIVE_UTC  # a naive datetime is UTC; aware ones keep their "+00:00"
 
@@ -63,9 +76,71 @@ def _iso_utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat()
 
 
-def _member_writer(zf: zipfile.ZipFile, name: str):
+def _deflate_chunk(chunk: bytes, dictionary: bytes, level: int) -> bytes:
+    compressor = (deflate_impl.compressobj(level, zlib.DEFLATED, -15, zdict=dictionary) if dictionary
+                  else deflate_impl.compressobj(level, zlib.DEFLATED, -15))
+    return compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+# An empty final deflate block: what ends a stream of sync-flushed chunks.
+_FINAL_BLOCK = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15).flush()
+
+
+class ParallelDeflater:
+    """A ``compress()``/``flush()`` object like zlib's that deflates chunks on several threads (as pigz does).
+
+    Each chunk is compressed independently, primed with the previous chunk's last
+    32 KiB as dictionary (so the ratio stays that of one stream) and ended with a
+    sync flush; spliced in order and closed with an empty final block they form
+    one ordinary raw deflate stream. zlib releases the GIL while compressing.
+    """
+
+    def __init__(self, level: int = COMPRESS_LEVEL, workers: int | None = None, chunk_size: int = DEFLATE_CHUNK):
+        self.level = level
+        self.chunk_size = chunk_size
+        workers = workers or max(2, min(4, os.cpu_count() or 1))
+        self._max_pending = workers * 2
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="backup-deflate")
+        self._pending: deque = deque()
+        self._buffer = bytearray()
+        self._dictionary = b""
+
+    def _submit(self, chunk: bytes) -> None:
+        self._pending.append(self._pool.submit(_deflate_chunk, chunk, self._dictionary, self.level))
+        self._dictionary = chunk[-DEFLATE_WINDOW:]
+
+    def compress(self, data) -> bytes:
+        self._buffer += data
+        while len(self._buffer) >= self.chunk_size:
+            self._submit(bytes(self._buffer[:self.chunk_size]))
+            del self._buffer[:self.chunk_size]
+        out = []
+        # Hand back what is finished, in order; wait only to bound memory.
+        while self._pending and (self._pending[0].done() or len(self._pending) > self._max_pending):
+            out.append(self._pending.popleft().result())
+        return b"".join(out)
+
+    def flush(self, mode: int = zlib.Z_FINISH) -> bytes:
+        if self._buffer:
+            self._submit(bytes(self._buffer))
+            self._buffer.clear()
+        try:
+            out = [future.result() for future in self._pending]
+        finally:
+            self._pending.clear()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        out.append(_FINAL_BLOCK)
+        return b"".join(out)
+
+
+def _member_writer(zf: zipfile.ZipFile, name: str, parallel: bool = False):
     # A name (not a ZipInfo) makes zipfile apply the archive's deflate level.
-    return zf.open(name, "w", force_zip64=True)
+    member = zf.open(name, "w", force_zip64=True)
+    if parallel and hasattr(member, "_compressor"):
+        # zipfile has no public hook for the compressor; it only calls
+        # compress()/flush() on it and CRCs the uncompressed bytes itself.
+        member._compressor = ParallelDeflater()
+    return member
 
 
 class _HashingSink:
@@ -136,21 +211,104 @@ def table_batches(conn: Connection, table: Table, batch_rows: int = BATCH_ROWS):
         result.close()
 
 
-def _encode_table(sink: _HashingSink, conn: Connection, table: Table, first: bool,
-                  on_batch: Callable[[int], None]) -> int:
+def _generic_batches(conn: Connection, table: Table):
     names = [str(column.name) for column in table.columns]
-    dumps = orjson.dumps
-    default = format.json_default
-    sink.write((b"{" if first else b",\n") + dumps(table.name) + b":[")
+    dumps, default = orjson.dumps, format.json_default
+    for batch in table_batches(conn, table):
+        yield b",\n".join([dumps(dict(zip(names, row)), default=default, option=ROW_OPTIONS)
+                           for row in batch]), len(batch)
+
+
+# SQLite stores UTCDateTime as naive UTC text in exactly this shape.
+_SQLITE_DATETIME_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
+
+
+def _sqlite_json_expression(conn: Connection, table: Table):
+    """SQL making SQLite emit each row as the JSON object orjson would, or None if a column type needs Python."""
+    quote = conn.dialect.identifier_preparer.quote
+    parts = []
+    for column in table.columns:
+        ctype = column.type
+        ctype = getattr(ctype, "impl_instance", ctype)
+        name = quote(column.name)
+        if isinstance(ctype, Boolean):
+            value = f"CASE WHEN {name} IS NULL THEN NULL WHEN {name} THEN json('true') ELSE json('false') END"
+        elif isinstance(ctype, DateTime):
+            value = (f"CASE WHEN {name} IS NULL THEN NULL WHEN substr({name}, 20) = '.000000' "
+                     f"THEN substr({name}, 1, 10) || 'T' || substr({name}, 12, 8) || '+00:00' "
+                     f"ELSE substr({name}, 1, 10) || 'T' || substr({name}, 12) || '+00:00' END")
+        elif isinstance(ctype, (Integer, String)) and not isinstance(ctype, Enum):
+            value = name
+        else:
+            return None
+        key = str(column.name).replace("'", "''")
+        parts.append(f"'{key}', {value}")
+    return "json_object(" + ", ".join(parts) + ")"
+
+
+def _sqlite_fast_path_applies(conn: Connection, table: Table) -> str | None:
+    expression = _sqlite_json_expression(conn, table)
+    if expression is None:
+        return None
+    quote = conn.dialect.identifier_preparer.quote
+    stamps = [quote(c.name) for c in table.columns if isinstance(getattr(c.type, "impl_instance", c.type), DateTime)]
+    try:
+        if stamps:
+            # Text written by another tool in another shape goes the exact (Python) way.
+            odd = " OR ".join(f"({c} IS NOT NULL AND {c} NOT GLOB '{_SQLITE_DATETIME_GLOB}')" for c in stamps)
+            if conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {quote(table.name)} WHERE {odd})")).scalar():
+                return None
+        else:
+            conn.execute(text("SELECT json_object('a', 1)"))
+    except OperationalError:  # an SQLite built without JSON functions
+        return None
+    return expression
+
+
+def _sqlite_json_batches(conn: Connection, table: Table, expression: str):
+    quote = conn.dialect.identifier_preparer.quote
+    order = ", ".join(quote(c.name) for c in (list(table.primary_key.columns) or list(table.columns)))
+    sql = f"SELECT CAST({expression} AS BLOB) FROM {quote(table.name)} ORDER BY {order}"
+    # The driver's cursor on the same (snapshot) connection: building SQLAlchemy Row
+    # objects would cost more than SQLite's own JSON encoding, and BLOB skips a
+    # decode/encode round trip of every row through Python str.
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql)
+        batch = 1000
+        while rows := cursor.fetchmany(batch):
+            encoded = b",\n".join([row[0] for row in rows])
+            yield encoded, len(rows)
+            # Aim at about TARGET_CHUNK bytes a batch, whatever the row width.
+            batch = max(100, min(BATCH_ROWS, len(rows) * TARGET_CHUNK // max(1, len(encoded))))
+    finally:
+        cursor.close()
+
+
+def encoded_batches(conn: Connection, table: Table):
+    """Yield ``(bytes, rows)``: the table's rows as JSON objects joined by ``,\\n``, a batch at a time.
+
+    On SQLite, tables of plain integer, text, boolean and UTC timestamp columns are
+    encoded by SQLite's own ``json_object`` (the same bytes orjson writes, much
+    faster); everything else is read through SQLAlchemy and encoded with orjson.
+    """
+    expression = _sqlite_fast_path_applies(conn, table) if conn.dialect.name == "sqlite" else None
+    if expression is not None:
+        return _sqlite_json_batches(conn, table, expression)
+    return _generic_batches(conn, table)
+
+
+def _encode_table(sink: "_HashingSink", conn: Connection, table: Table, first: bool,
+                  on_batch: Callable[[int], None]) -> int:
+    sink.write((b"{" if first else b",\n") + orjson.dumps(str(table.name)) + b":[")
     separator = b"\n"
     count = 0
-    for batch in table_batches(conn, table):
-        encoded = b",\n".join([dumps(dict(zip(names, row)), default=default, option=ROW_OPTIONS)
-                               for row in batch])
-        sink.write(separator + encoded)
+    for encoded, rows in encoded_batches(conn, table):
+        sink.write(separator)
+        sink.write(encoded)
         separator = b",\n"
-        count += len(batch)
-        on_batch(len(batch))
+        count += rows
+        on_batch(rows)
     sink.write(b"\n]")
     return count
 
@@ -175,7 +333,7 @@ def write_archive(fileobj: BinaryIO, conn: Connection, tables: Sequence[Table], 
 
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL,
                          allowZip64=True) as zf:
-        with _member_writer(zf, format.DATA_MEMBER) as member:
+        with _member_writer(zf, format.DATA_MEMBER, parallel=True) as member:
             sink = _HashingSink(member)
             try:
                 for index, table in enumerate(tables):
