@@ -1,0 +1,258 @@
+"""Running restores for the routes and the CLI: where the archive comes from, the job, the safety backup.
+
+Orchestration only: the archive is read by ``reader``, written by ``restore``;
+backups are made through ``BackupService``; the one-at-a-time lock and progress
+come from ``jobs``.
+
+Order of a restore: the request is validated (options, archive structure,
+metadata, signature, schema) before any job exists, so most mistakes answer at
+once with 400/404/413/422. Then, as a job holding the lock: the safety backup
+(``trigger`` pre-restore), the restore in one transaction, an audit entry. If the
+restore is refused or fails, the safety backup it took is deleted again: the
+database was rolled back, so the request changed nothing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterator
+
+import orjson
+from flask import current_app
+
+from ..extensions import db
+from ..models import AuditLog
+from . import format, jobs
+from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
+from .reader import Archive, Limits, human_size
+from .restore import RestoreOptions, check_archive_against_schema, restore_archive
+from .service import BackupService
+
+log = logging.getLogger(__name__)
+
+SAFETY_BACKUP_SHARE = 0.3  # of the progress bar, when a safety backup is taken first
+COPY_CHUNK = 1024 * 1024
+_revisions_cache: dict[str, set[str]] = {}
+
+
+@dataclass
+class ArchiveSource:
+    """An archive to read: a listed backup (by name) or a local file (maybe a temporary upload)."""
+
+    label: str
+    listed_name: str | None = None
+    path: str | None = None
+    temporary: bool = False
+
+    def open(self, app) -> BinaryIO:
+        """A seekable binary file of the archive; the caller closes it."""
+        if self.listed_name is not None:
+            return BackupService(app).storage.open_read(self.listed_name)
+        try:
+            return open(self.path, "rb")
+        except FileNotFoundError:
+            raise BackupNotFoundError(f"No file named {self.path!r}.") from None
+        except OSError as exc:
+            raise BackupError(f"The file {self.path} cannot be read ({exc.strerror}).") from exc
+
+    def discard(self) -> None:
+        """Remove the file if it is a temporary upload."""
+        if self.temporary and self.path:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+def listed_source(filename: str) -> ArchiveSource:
+    """A listed backup; ``BackupNotFoundError`` (404) for any other name."""
+    backup = BackupService().get(filename)
+    return ArchiveSource(label=backup["filename"], listed_name=backup["filename"])
+
+
+def cli_source(name_or_path: str) -> ArchiveSource:
+    """A listed backup by name, or else a file by path (the CLI accepts both)."""
+    try:
+        return listed_source(name_or_path)
+    except BackupNotFoundError:
+        pass
+    if os.path.isfile(name_or_path):
+        return ArchiveSource(label=os.path.basename(name_or_path), path=os.path.abspath(name_or_path))
+    raise BackupNotFoundError(f"No listed backup and no file is named {name_or_path!r}.")
+
+
+def upload_source(upload, app=None) -> ArchiveSource:
+    """Copy an uploaded file (a Werkzeug ``FileStorage``) to a temporary file, in chunks.
+
+    Raises ``BadRequestError`` for an empty upload and ``TooLargeError`` past
+    ``MAX_BACKUP_SIZE``; the temporary file is removed in either case.
+    """
+    app = app or current_app
+    limit = Limits.from_config(app.config).max_size
+    from .restore import spool_path
+
+    path = spool_path(app.config.get("BACKUP_UPLOAD_DIRECTORY"))
+    size = 0
+    try:
+        with open(path, "wb") as out:
+            while True:
+                chunk = upload.stream.read(COPY_CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise TooLargeError(f"The uploaded file is larger than MAX_BACKUP_SIZE ({human_size(limit)}).")
+                out.write(chunk)
+        if size == 0:
+            raise BadRequestError("The uploaded backup file is empty.")
+    except BaseException:
+        os.unlink(path)
+        raise
+    label = os.path.basename(upload.filename or "") or "uploaded archive"
+    return ArchiveSource(label=label, path=path, temporary=True)
+
+
+def known_revisions(app) -> set[str]:
+    """Every Alembic revision of this app's migrations (the head and its ancestors)."""
+    directory = str(app.extensions["migrate"].directory)
+    if directory not in _revisions_cache:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", directory)
+        script = ScriptDirectory.from_config(config)
+        _revisions_cache[directory] = {revision.revision for revision in script.walk_revisions()}
+    return _revisions_cache[directory]
+
+
+@contextmanager
+def open_archive(app, source: ArchiveSource, trust_unsigned: bool) -> Iterator[Archive]:
+    """The source opened and validated up to its rows (413/422 otherwise)."""
+    fh = source.open(app)
+    try:
+        with Archive.open(fh, limits=Limits.from_config(app.config), signing_key=format.signing_key(app.config),
+                          trust_unsigned=trust_unsigned) as archive:
+            archive.label = source.label
+            yield archive
+    finally:
+        fh.close()
+
+
+def check_request(app, source: ArchiveSource, options: RestoreOptions) -> None:
+    """Everything that can be refused before a job starts: options, archive, metadata, signature, schema."""
+    options.validate()
+    with open_archive(app, source, options.trust_unsigned) as archive:
+        check_archive_against_schema(archive, options, known_revisions(app))
+
+
+def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str | None, wait: bool,
+                  progress: Callable[[float, str], None] | None = None) -> dict:
+    """Validate the request, then restore as a job holding the one-at-a-time lock.
+
+    Returns ``{"preview": Result}`` for a dry run, ``{"restore": Result}`` when
+    ``wait``, else ``{"job": Job}`` at once while the restore runs in the
+    background. Raises the ``BackupError`` that says why a request was refused
+    (a running job gives ``ConflictError`` carrying it). The source is discarded
+    when the restore is over.
+    """
+    app = current_app._get_current_object()
+    background = not (wait or options.dry_run)
+    handed_off = False
+    try:
+        check_request(app, source, options)
+
+        def work(handle: jobs.JobHandle) -> dict:
+            def report(fraction: float, message: str) -> None:
+                handle.progress(fraction, message)
+                if progress is not None:
+                    progress(fraction, message)
+
+            try:
+                return perform_restore(app, source, options, actor=actor, progress=report)
+            finally:
+                if background:
+                    source.discard()
+
+        job = jobs.run_job("restore", actor, work, exclusive=True, background=background)
+        handed_off = background
+    finally:
+        if not handed_off:
+            source.discard()
+    if background:
+        return {"job": BackupService.job(job.id)}
+    result = orjson.loads(job.result) if job.result else None
+    return {"preview": result} if options.dry_run else {"restore": result}
+
+
+def perform_restore(app, source: ArchiveSource, options: RestoreOptions, *, actor: str | None,
+                    progress: Callable[[float, str], None]) -> dict:
+    """The restore itself (inside a job): safety backup, then the one-transaction restore; returns the Result."""
+    service = BackupService(app)
+    safety = None
+    share = 0.0
+    if not options.dry_run:
+        share = SAFETY_BACKUP_SHARE
+        progress(0.0, "Taking the safety backup")
+        backup = service.create("pre-restore", actor, lambda fraction, message: progress(fraction * share, message))
+        safety = backup["filename"]
+    try:
+        with open_archive(app, source, options.trust_unsigned) as archive:
+            check_archive_against_schema(archive, options, known_revisions(app))
+            result = restore_archive(archive, db.engine, options,
+                                     progress=lambda fraction, message: progress(share + fraction * (1 - share),
+                                                                                 message))
+    except BaseException:
+        if safety is not None:
+            _discard_safety_backup(service, safety)
+        raise
+    result["safety_backup"] = safety
+    if not options.dry_run:
+        _audit(actor, source, options, result)
+    log.info("restore (%s%s) from %s by %s: %s", options.mode, ", dry run" if options.dry_run else "",
+             source.label, actor or "cli", result["tables"])
+    return result
+
+
+def _discard_safety_backup(service: BackupService, filename: str) -> None:
+    # The restore changed nothing, so the backup of the unchanged database is redundant.
+    try:
+        db.session.rollback()
+        service.delete(filename)
+    except Exception:  # best effort: a leftover safety backup is harmless
+        log.warning("could not delete the unused safety backup %s", filename, exc_info=True)
+
+
+def _audit(actor: str | None, source: ArchiveSource, options: RestoreOptions, result: dict) -> None:
+    try:
+        db.session.rollback()
+        db.session.add(AuditLog(actor=actor or "cli", action="backup.restore", target=source.label,
+                                details=orjson.dumps({"mode": options.mode, "tables": result["tables"],
+                                                      "on_conflict": options.on_conflict,
+                                                      "safety_backup": result["safety_backup"]}).decode()))
+        db.session.commit()
+    except Exception:  # the restore is committed; a missing audit line must not turn it into a failure
+        db.session.rollback()
+        log.warning("could not write the audit entry of a restore", exc_info=True)
+
+
+
+def session_still_valid() -> bool:
+    """True when the browser session's account survived the restore (same id, same password, still admin).
+
+    Reads the session's stored id rather than ``current_user``, whose row the
+    restore may have deleted.
+    """
+    from flask import session
+
+    from ..models import User
+
+    stored = session.get("_user_id") or ""
+    user_id, _, _fingerprint = stored.partition(":")
+    if not user_id.isdigit():
+        return False
+    db.session.rollback()
+    user = db.session.get(User, int(user_id), populate_existing=True)
+    return user is not None and user.is_active and user.is_admin and user.get_id() == stored
