@@ -45,6 +45,10 @@ def test_create_with_wait_lists_downloads_and_deletes(app, client, api_headers):
     assert download.headers["Content-Disposition"] == f"attachment; filename={backup['filename']}"
     body = download.get_data()
     download.close()
+    assert download.content_length == backup["size_bytes"] == len(body)
+    partial = client.get(f"/admin/download-backup/{backup['filename']}", headers={**api_headers, "Range": "bytes=0-3"})
+    assert partial.status_code == 206 and partial.get_data() == b"PK\x03\x04"
+    partial.close()
     assert body == (Path(app.config["BACKUP_DIRECTORY"]) / backup["filename"]).read_bytes()
     assert len(zipfile.ZipFile(BytesIO(body)).namelist()) == 3
 

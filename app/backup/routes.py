@@ -4,7 +4,7 @@ Views are thin: parse the request, make one ``BackupService`` call, answer with
 JSON or a flash message and a redirect. Errors are ``BackupError`` subclasses,
 turned into a status and a message by ``app.errors``.
 """
-from flask import Blueprint, abort, jsonify, render_template, send_file, url_for
+from flask import Blueprint, abort, jsonify, render_template, request, send_file, url_for
 
 from ..security import admin_required, wants_json
 from .http import actor_name, done, flag, request_fields
@@ -43,8 +43,11 @@ def create_backup():
 @admin_required
 def download_backup(filename):
     fileobj, backup = BackupService().open_for_download(filename)
-    return send_file(fileobj, mimetype="application/zip", as_attachment=True, download_name=backup["filename"],
-                     max_age=0)
+    response = send_file(fileobj, mimetype="application/zip", as_attachment=True, download_name=backup["filename"],
+                         max_age=0, conditional=False)
+    # A file object has no size werkzeug can see: give it, so clients get a length and ranges.
+    response.content_length = backup["size_bytes"]
+    return response.make_conditional(request, accept_ranges=True, complete_length=backup["size_bytes"])
 
 
 @bp.route("/delete-backup/<path:filename>", methods=["POST"])
