@@ -269,3 +269,21 @@ def mailbox(smtp_server, app):
     state = app.extensions["mail"]
     state.server, state.port, state.suppress = "127.0.0.1", smtp_server.port, False
     return smtp_server.messages
+
+
+# --- A real S3 endpoint -----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 served over real HTTP on a free port; ``.endpoint_url`` points at it.
+
+    State is shared by the session: tests reset it with ``POST /moto-api/reset``.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    server.endpoint_url = f"http://{host}:{port}"
+    yield server
+    server.stop()

@@ -262,10 +262,13 @@ class LocalStorage(Storage):
 
 
 def get_storage(app) -> Storage:
-    """The store configured by ``BACKUP_STORAGE`` (only ``local`` is built so far)."""
+    """The store configured by ``BACKUP_STORAGE``: ``local`` (a directory) or ``s3`` (a bucket)."""
     kind = app.config.get("BACKUP_STORAGE", "local")
     if kind == "local":
         return LocalStorage(app.config["BACKUP_DIRECTORY"])
     if kind == "s3":
-        raise StorageError("S3 storage is not available yet; set BACKUP_STORAGE=local.")
+        from .s3_storage import S3Storage  # boto3 is imported only by apps that use S3
+
+        return S3Storage(app.config.get("BACKUP_S3_BUCKET"), app.config.get("BACKUP_S3_PREFIX"),
+                         app.config.get("BACKUP_S3_ENDPOINT_URL"))
     raise StorageError(f"Unknown BACKUP_STORAGE {kind!r}; use 'local' or 's3'.")

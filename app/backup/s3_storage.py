@@ -1,0 +1,377 @@
+"""Archives in an S3 bucket (AWS or any S3-compatible store), behind the ``Storage`` interface.
+
+Objects live at ``<prefix>/<name>``; like ``LocalStorage`` this store knows names
+and byte streams only. Publishing is atomic: a writer fills a local temporary
+file, and only a complete file is uploaded (one PUT, or a managed multipart upload
+for big files whose parts stay invisible until the final CompleteMultipartUpload).
+A crash therefore never leaves a listed object; at worst an unfinished multipart
+upload, which ``cleanup_partials()`` aborts once it is stale.
+
+Name clashes (``_2``, ``_3`` …) are settled in two steps: ``head_object`` skips
+names already taken without uploading anything, and every PUT and
+CompleteMultipartUpload carries ``If-None-Match: *`` so a name taken between the
+check and the upload makes S3 refuse the write (412) and the next name is tried.
+A store that rejects conditional writes as not implemented gets unconditional
+ones after a warning; the remaining race is harmless because backups are
+serialised by the database lock.
+
+Credentials come from boto3's default chain (environment, shared files, SSO,
+container or instance role); the region from the usual boto3 settings
+(``AWS_DEFAULT_REGION``, the profile), else ``us-east-1``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+import weakref
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import BinaryIO, Iterable, Iterator
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from .errors import BackupError, BackupNotFoundError, StorageError
+from .storage import PendingFile, Storage, StoredFile, _is_plain_name
+
+log = logging.getLogger(__name__)
+
+STALE_UPLOAD_AGE = timedelta(hours=1)
+
+# What each action needs in IAM, named in "access denied" messages.
+_PERMISSIONS = {
+    "list": "s3:ListBucket",
+    "read": "s3:GetObject",
+    "write": "s3:PutObject",
+    "delete": "s3:DeleteObject",
+    "clean up": "s3:ListBucketMultipartUploads and s3:AbortMultipartUpload",
+}
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+                     "TokenRefreshRequired", "InvalidClientTokenId"}
+_CLASH_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+_NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+
+_clients: dict[tuple, object] = {}
+_clients_lock = threading.Lock()
+# Per client: whether PUTs still carry If-None-Match (False once the store said it cannot).
+_conditional_puts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def normalise_prefix(prefix: str | None) -> str:
+    """``"/a//b/"`` → ``"a/b"``; empty or None → ``""`` (objects at the bucket's top level)."""
+    return "/".join(part for part in re.split(r"/+", prefix or "") if part)
+
+
+def make_client(endpoint_url: str | None = None, *, max_attempts: int = 3):
+    """A new S3 client with boto3's credential chain, suited to ``endpoint_url`` (None = AWS)."""
+    session = boto3.session.Session()
+    options = {
+        "connect_timeout": 5,
+        "read_timeout": 60,
+        "retries": {"mode": "standard", "max_attempts": max_attempts},
+    }
+    if endpoint_url:
+        # S3-compatible stores (MinIO, Ceph, …) reliably serve path-style URLs only, and
+        # many reject the CRC checksums botocore sends by default since 1.36.
+        options.update(s3={"addressing_style": "path"},
+                       request_checksum_calculation="when_required",
+                       response_checksum_validation="when_required")
+    try:
+        return session.client("s3", endpoint_url=endpoint_url or None,
+                              region_name=session.region_name or "us-east-1", config=Config(**options))
+    except ValueError as exc:  # botocore's "Invalid endpoint"
+        raise StorageError(f"BACKUP_S3_ENDPOINT_URL={endpoint_url!r} is not a usable URL ({exc}); "
+                           "fix it or leave it empty for AWS.") from exc
+
+
+def shared_client(endpoint_url: str | None = None):
+    """One client per endpoint for the process: creating one costs ~0.2 s, and clients are thread-safe."""
+    key = (endpoint_url or None,)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = make_client(endpoint_url)
+        return client
+
+
+def _prepare_client(client) -> None:
+    """Make every PutObject/CompleteMultipartUpload of ``client`` conditional (once per client)."""
+    if client in _conditional_puts:
+        return
+    _conditional_puts[client] = True
+    ref = weakref.ref(client)
+
+    # upload_fileobj accepts no IfNoneMatch in ExtraArgs, so the parameter is added
+    # where the transfer manager calls the client (on its worker threads).
+    def add_condition(params, **kwargs):
+        owner = ref()
+        if owner is not None and _conditional_puts.get(owner, False):
+            params.setdefault("IfNoneMatch", "*")
+
+    for operation in ("PutObject", "CompleteMultipartUpload"):
+        client.meta.events.register(f"before-parameter-build.s3.{operation}", add_condition,
+                                    unique_id=f"cyberquest-if-none-match-{operation}")
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code") or exc.response.get("ResponseMetadata", {})
+               .get("HTTPStatusCode") or "")
+
+
+class S3Storage(Storage):
+    """Objects ``<prefix>/<name>`` in one bucket."""
+
+    def __init__(self, bucket: str | None, prefix: str | None = "", endpoint_url: str | None = None, *,
+                 client=None, transfer_config: TransferConfig | None = None, temp_dir: str | None = None,
+                 list_page_size: int = 1000, stale_upload_age: timedelta = STALE_UPLOAD_AGE):
+        """``client``, ``transfer_config``, ``temp_dir`` and the sizes are for tests and tuning."""
+        if not bucket:
+            raise StorageError("BACKUP_S3_BUCKET is not set; set it to the bucket that holds the backups.")
+        self.bucket = bucket
+        self.prefix = normalise_prefix(prefix)
+        self.endpoint_url = endpoint_url or None
+        self.location = f"s3:{self.endpoint_url or 'aws'}/{bucket}/{self.prefix}"
+        self.client = client if client is not None else shared_client(self.endpoint_url)
+        _prepare_client(self.client)
+        # "classic" keeps uploads on the botocore client, where the If-None-Match hook lives.
+        self.transfer_config = transfer_config or TransferConfig(preferred_transfer_client="classic")
+        self.temp_dir = temp_dir
+        self.list_page_size = list_page_size
+        self.stale_upload_age = stale_upload_age
+
+    # --- names -------------------------------------------------------------------------
+
+    def _key(self, name: str) -> str:
+        if not isinstance(name, str) or not _is_plain_name(name) or name.startswith("."):
+            raise BackupNotFoundError(f"No backup is named {name!r}.")
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    @property
+    def _list_prefix(self) -> str:
+        return f"{self.prefix}/" if self.prefix else ""
+
+    def _name_of(self, key: str) -> str | None:
+        name = key[len(self._list_prefix):]
+        if "/" in name or name.startswith(".") or not _is_plain_name(name):
+            return None  # deeper "folders" and hidden objects are not ours
+        return name
+
+    # --- reading -----------------------------------------------------------------------
+
+    def list(self) -> list[StoredFile]:
+        """Every object directly under the prefix, with its size and LastModified."""
+        entries = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._list_prefix,
+                PaginationConfig={"PageSize": self.list_page_size})
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    name = self._name_of(obj["Key"])
+                    if name is not None:
+                        entries.append(StoredFile(name, obj["Size"], _mtime_ns(obj["LastModified"])))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("list", exc) from exc
+        return entries
+
+    def stat(self, name: str) -> StoredFile:
+        """Size and LastModified of one object (``head_object``)."""
+        key = self._key(name)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND_CODES:
+                self._not_found(name)
+            raise self._error("read", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("read", exc) from exc
+        return StoredFile(name, head["ContentLength"], _mtime_ns(head["LastModified"]))
+
+    def open_read(self, name: str) -> BinaryIO:
+        """The object downloaded into an anonymous local temporary file (seekable; gone once closed)."""
+        key = self._key(name)
+        fh = self._temporary_file("download")
+        try:
+            self.client.download_fileobj(self.bucket, key, fh, Config=self.transfer_config)
+            fh.seek(0)
+            return fh
+        except BaseException as exc:
+            fh.close()
+            if isinstance(exc, ClientError) and _code(exc) in _NOT_FOUND_CODES:
+                self._not_found(name)
+            if isinstance(exc, (ClientError, BotoCoreError)):
+                raise self._error("read", exc) from exc
+            if isinstance(exc, OSError):
+                raise self._temp_error("download", exc) from exc
+            raise
+
+    # --- writing -----------------------------------------------------------------------
+
+    @contextmanager
+    def atomic_writer(self, candidate_names: Iterable[str]) -> Iterator[PendingFile]:
+        """Yield a local temporary file; upload it under the first free name on a clean exit."""
+        fh = self._temporary_file("upload")
+        with fh:
+            pending = PendingFile(fh)
+            try:
+                yield pending
+                fh.flush()
+            except OSError as exc:
+                raise self._temp_error("upload", exc) from exc
+            pending.name = self._publish(fh, candidate_names)
+
+    def _publish(self, fh: BinaryIO, candidate_names: Iterable[str]) -> str:
+        for name in candidate_names:
+            key = self._key(name)
+            if self._exists(key):
+                continue
+            while True:
+                # The transfer manager closes the file it is given; a duplicate descriptor
+                # keeps ours open for the next name. It shares the offset, so rewind first.
+                fh.seek(0)
+                try:
+                    with os.fdopen(os.dup(fh.fileno()), "rb") as body:
+                        self.client.upload_fileobj(body, self.bucket, key, Config=self.transfer_config)
+                    return name
+                except ClientError as exc:
+                    code = _code(exc)
+                    if code in _CLASH_CODES:
+                        break  # taken since the check: try the next name
+                    if code == "NotImplemented" and _conditional_puts.get(self.client):
+                        log.warning("the S3 store %s does not support conditional writes (If-None-Match); "
+                                    "backup names are now reserved by the existence check alone",
+                                    self.endpoint_url or "aws")
+                        _conditional_puts[self.client] = False
+                        continue
+                    raise self._error("write", exc) from exc
+                except (BotoCoreError, S3UploadFailedError) as exc:
+                    raise self._error("write", exc) from exc
+                except OSError as exc:
+                    raise self._temp_error("upload", exc) from exc
+        raise StorageError("No free backup file name is left for this second; try again.")
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND_CODES:
+                return False
+            raise self._error("write", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("write", exc) from exc
+
+    def delete(self, name: str) -> None:
+        """Delete the object; ``BackupNotFoundError`` if there is none (S3 itself would not say)."""
+        self.stat(name)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("delete", exc) from exc
+
+    def cleanup_partials(self) -> int:
+        """Abort multipart uploads of names under the prefix started more than an hour ago."""
+        cutoff = datetime.now(timezone.utc) - self.stale_upload_age
+        aborted = 0
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self._list_prefix)
+            for page in pages:
+                for upload in page.get("Uploads", ()):
+                    if self._name_of(upload["Key"]) is None or upload["Initiated"] > cutoff:
+                        continue
+                    try:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                           UploadId=upload["UploadId"])
+                        aborted += 1
+                    except ClientError as exc:
+                        if _code(exc) != "NoSuchUpload":  # finished or aborted by someone else meanwhile
+                            raise
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("clean up", exc) from exc
+        if aborted:
+            log.info("aborted %d stale multipart upload(s) in s3://%s/%s", aborted, self.bucket, self._list_prefix)
+        return aborted
+
+    # --- errors ------------------------------------------------------------------------
+
+    def _temporary_file(self, purpose: str) -> BinaryIO:
+        # Disk-backed, never spooled in memory (archives can be gigabytes), and anonymous
+        # on Linux (O_TMPFILE): a killed process leaves no temporary file behind.
+        try:
+            return tempfile.TemporaryFile(dir=self.temp_dir, prefix="cyberquest-s3-")
+        except OSError as exc:
+            raise self._temp_error(purpose, exc) from exc
+
+    def _temp_error(self, purpose: str, exc: OSError) -> StorageError:
+        where = self.temp_dir or tempfile.gettempdir()
+        return StorageError(f"The local temporary file for the S3 {purpose} in {where} failed "
+                            f"({exc.strerror or exc}); free space there or point TMPDIR at a larger disk.")
+
+    def _not_found(self, name: str):
+        """Raise the right error for a 404: the bucket may be what is missing, not the object."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            raise self._error("read", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("read", exc) from exc
+        raise BackupNotFoundError(f"No backup is named {name!r}.")
+
+    def _error(self, action: str, exc: Exception) -> BackupError:
+        bucket = self.bucket
+        if isinstance(exc, ClientError):
+            code = _code(exc)
+            message = exc.response.get("Error", {}).get("Message") or ""
+            if code == "NoSuchBucket" or (code in _NOT_FOUND_CODES and exc.operation_name == "HeadBucket"):
+                return StorageError(f"The S3 bucket '{bucket}' does not exist; create it or fix BACKUP_S3_BUCKET.")
+            if code in ("AccessDenied", "403", "AllAccessDisabled", "Forbidden"):
+                return StorageError(f"Access to the S3 bucket '{bucket}' was denied ({action}); grant the app's "
+                                    f"credentials {_PERMISSIONS[action]} on it, or fix the credentials boto3 finds.")
+            if code in _CREDENTIAL_CODES:
+                return StorageError(f"S3 rejected the credentials ({code}); fix AWS_ACCESS_KEY_ID and "
+                                    "AWS_SECRET_ACCESS_KEY, or the profile or role boto3 uses.")
+            if code == "InvalidBucketName":
+                return StorageError(f"'{bucket}' is not a valid S3 bucket name; fix BACKUP_S3_BUCKET.")
+            detail = f"{code}: {message}" if message else code
+            return StorageError(f"S3 refused to {action} in the bucket '{bucket}' ({detail}); "
+                                "check the bucket and the BACKUP_S3_* settings.")
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return StorageError("No usable AWS credentials were found for S3; set AWS_ACCESS_KEY_ID and "
+                                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or give the machine an IAM role.")
+        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+            where = self.endpoint_url or "AWS S3"
+            return StorageError(f"The S3 endpoint {where} cannot be reached; check BACKUP_S3_ENDPOINT_URL "
+                                "and the network.")
+        if isinstance(exc, ReadTimeoutError):
+            where = self.endpoint_url or "AWS S3"
+            return StorageError(f"The S3 endpoint {where} stopped answering; check the store's health and "
+                                "the network, then try again.")
+        if isinstance(exc, ParamValidationError) and "bucket" in str(exc).lower():
+            return StorageError(f"'{bucket}' is not a valid S3 bucket name; fix BACKUP_S3_BUCKET.")
+        if isinstance(exc, S3UploadFailedError):
+            return StorageError(f"The upload to the S3 bucket '{bucket}' failed ({exc}); check the bucket and "
+                                "the BACKUP_S3_* settings.")
+        return StorageError(f"S3 could not {action} in the bucket '{bucket}' ({exc}); check the BACKUP_S3_* "
+                            "settings and the network.")
+
+
+def _mtime_ns(value: datetime) -> int:
+    # Whole seconds: HEAD answers with an HTTP date, LIST with milliseconds, and the
+    # service's metadata cache compares the two.
+    return int(value.timestamp()) * 1_000_000_000
