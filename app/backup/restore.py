@@ -1010,7 +1010,8 @@ def restore_archive(archive: Archive, engine: Engine, options: RestoreOptions, *
             raise
         except Exception as exc:
             target.rollback()
-            log.exception("restore failed and was rolled back")
+            # The chained exception keeps the details; a traceback in the log would end up on the CLI's stderr.
+            log.warning("restore failed and was rolled back: %s: %s", type(exc).__name__, exc)
             raise RestoreError(f"The restore failed and was rolled back; nothing was changed "
                                f"({type(exc).__name__}: {_db_message(exc)}).") from exc
     finally:

@@ -1,0 +1,114 @@
+"""Round trips on SQLite, PostgreSQL and MariaDB, and archives moving between them."""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from app.backup import format
+from app.backup.service import BackupService, schema_revision
+from app.cli import create_account
+from app.extensions import db
+from app.models import ContactSubmission, User
+from app.security import issue_api_token
+from conftest import build_app
+from fixtures.archives import as_archive_rows, build_archive, expected_rows, generated_tables
+from fixtures.restoring import restore_listed, restore_upload
+
+
+def make_app(tmp_path, url, label):
+    directory = tmp_path / label
+    directory.mkdir()
+    app = build_app(directory, url, BACKUP_DIRECTORY=str(tmp_path / "shared-backups"))
+    with app.app_context():
+        admin = create_account("admin", "admin@example.com", "admin-password-1", is_admin=True)
+        headers = {"Authorization": "Bearer " + issue_api_token(admin)}
+    return app, headers
+
+
+@pytest.fixture
+def target(tmp_path, any_database_url):
+    app, headers = make_app(tmp_path, any_database_url, "target")
+    yield app, headers
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_replace_and_merge_round_trips_are_exact(tmp_path, target):
+    app, headers = target
+    client = app.test_client()
+    tables = generated_tables(users=300, attempts=11_000)
+    with app.app_context():
+        key, revision = format.signing_key(app.config), schema_revision(app)
+    archive = build_archive(tmp_path / "a.zip", tables, key=key, schema_revision=revision)
+    response = restore_upload(client, headers, archive)
+    assert response.status_code == 200, response.get_json()
+    assert as_archive_rows(app) == expected_rows(tables)
+
+    # The app's own backup of that data restores to exactly the same rows, by replace and by merge.
+    with app.app_context():
+        filename = BackupService().create("manual", "admin")["filename"]
+        db.session.query(ContactSubmission).filter(ContactSubmission.id > 100).delete()
+        db.session.commit()
+    response = restore_listed(client, headers, filename, mode="merge")
+    assert response.status_code == 200, response.get_json()
+    merged = response.get_json()["restore"]
+    assert merged["tables"]["contact_submissions"] == {"inserted": 200, "updated": 0, "skipped": 100, "deleted": 0}
+    assert as_archive_rows(app) == expected_rows(tables)
+    replaced = restore_listed(client, headers, filename).get_json()["restore"]
+    assert replaced["tables"]["login_attempts"]["inserted"] == 11_000
+    assert as_archive_rows(app) == expected_rows(tables)
+
+
+def test_after_a_restore_new_rows_get_fresh_ids(tmp_path, target):
+    app, headers = target
+    tables = generated_tables(users=40, attempts=10)
+    with app.app_context():
+        key, revision = format.signing_key(app.config), schema_revision(app)
+    archive = build_archive(tmp_path / "a.zip", tables, key=key, schema_revision=revision)
+    # A dry run must not move anything either.
+    assert restore_upload(app.test_client(), headers, archive, dry_run="1").status_code == 200
+    assert restore_upload(app.test_client(), headers, archive).status_code == 200
+    with app.app_context():
+        user = create_account("newcomer", "new@example.com", "newcomer-password", is_admin=False)
+        assert user.id == 41
+        db.session.add(ContactSubmission(name="n", email="n@example.com", message="m"))
+        db.session.commit()
+        assert db.session.query(sa.func.max(ContactSubmission.id)).scalar() == 41
+
+
+def test_merge_skips_unique_collisions_the_way_the_database_compares(tmp_path, target):
+    app, headers = target
+    with app.app_context():
+        db.session.add(User(id=70, username="USER3", email="other3@example.com", password_hash="x"))
+        db.session.commit()
+        key, revision = format.signing_key(app.config), schema_revision(app)
+        mariadb = db.engine.dialect.name == "mysql"
+    tables = generated_tables(users=5, attempts=0)
+    archive = build_archive(tmp_path / "a.zip", tables, key=key, schema_revision=revision)
+    result = restore_upload(app.test_client(), headers, archive, mode="merge").get_json()["restore"]
+    # MariaDB's collation is case-insensitive: "user3" collides with "USER3" there, and only there.
+    assert result["tables"]["users"]["skipped"] == (2 if mariadb else 1)
+    assert result["tables"]["users"]["inserted"] == (3 if mariadb else 4)
+
+
+@pytest.mark.parametrize("source_kind", ["sqlite", "postgresql", "mysql"])
+def test_an_archive_made_on_one_database_restores_on_the_others(tmp_path, request, source_kind, target):
+    app, headers = target
+    if source_kind == "sqlite":
+        source_url = f"sqlite:///{tmp_path / 'source.db'}"
+    else:  # a database of its own, even when the target runs on the same server
+        source_url = request.getfixturevalue({"postgresql": "postgres_databases",
+                                              "mysql": "mysql_databases"}[source_kind]).create()
+    source, source_headers = make_app(tmp_path, source_url, "source")
+    tables = generated_tables(users=60, attempts=300, seed=11)
+    archive = build_archive(tmp_path / "seed.zip", tables, key=format.signing_key(source.config),
+                            schema_revision=schema_revision(source))
+    assert restore_upload(source.test_client(), source_headers, archive).status_code == 200
+    with source.app_context():
+        filename = BackupService().create("manual", "admin")["filename"]
+    with source.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    response = restore_listed(app.test_client(), headers, filename)
+    assert response.status_code == 200, response.get_json()
+    assert as_archive_rows(app) == expected_rows(tables)
