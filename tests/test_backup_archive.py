@@ -293,7 +293,7 @@ def test_a_data_member_of_many_deflate_chunks_reads_back(fidelity_app):
                                   trigger="cli", schema_revision="x", app_info=app_info("sqlite"), signing_key=b"k")
     data = archive_members(out.getvalue())[format.DATA_MEMBER]  # zipfile checks the CRC
     assert len(data) > 3 * archive.DEFLATE_CHUNK
-    assert len(orjson.loads(data)["users"]) == 20_000
+    assert [row["id"] for row in orjson.loads(data)["users"]] == list(range(1, 20_001))
 
 
 def test_columns_sqlite_cannot_encode_exactly_take_the_python_path(fidelity_app):
@@ -314,3 +314,23 @@ def test_columns_sqlite_cannot_encode_exactly_take_the_python_path(fidelity_app)
         finally:
             extra.drop(db.engine)
     assert orjson.loads(encoded) == {"id": 1, "amount": "12.50", "blob": "AP8=", "day": "2024-02-29", "ratio": 0.1}
+
+
+def test_a_table_without_a_single_integer_key_is_encoded_in_key_order_too(fidelity_app):
+    pairs = sa.Table("pairs", sa.MetaData(), sa.Column("kind", sa.String(10), primary_key=True),
+                     sa.Column("n", sa.Integer, primary_key=True), sa.Column("on", sa.Boolean))
+    rows = [{"kind": kind, "n": n, "on": n % 2 == 0} for n in range(1500, 0, -1) for kind in ("b", "a")]
+    with fidelity_app.app_context():
+        pairs.create(db.engine)
+        try:
+            with db.engine.begin() as conn:
+                conn.execute(pairs.insert(), rows)
+            with snapshot_connection(db.engine) as conn:
+                expression = archive._sqlite_fast_path_applies(conn, pairs)
+                assert expression is not None
+                fast = b",\n".join(b for b, _ in archive._sqlite_json_batches(conn, pairs, expression))
+                generic = b",\n".join(b for b, _ in archive._generic_batches(conn, pairs))
+        finally:
+            pairs.drop(db.engine)
+    assert fast == generic
+    assert orjson.loads(b"[" + fast + b"]") == sorted(rows, key=lambda r: (r["kind"], r["n"]))
