@@ -22,6 +22,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import BackupRecord, ScheduledRun, utcnow
 from . import notify
+from .errors import BackupError
 from .retention import BackupDescriptor
 from .schedule import ScheduleSettings, claim_missed_alert, load_settings, next_run_at
 from .service import BackupService
@@ -84,6 +85,11 @@ def _last_verification() -> BackupRecord | None:
                               .order_by(BackupRecord.verified_at.desc()).limit(1)).scalars().first()
 
 
+def _run_in_progress() -> bool:
+    return db.session.execute(select(ScheduledRun.id).where(ScheduledRun.status == "running").limit(1)).first() \
+        is not None
+
+
 def _run_dict(run: ScheduledRun | None) -> dict | None:
     if run is None:
         return None
@@ -125,7 +131,12 @@ def assess(now: datetime | None = None) -> Health:
     """The current health of backups, from the database and the backup store."""
     now = now or utcnow()
     settings = load_settings()
-    successful = [BackupDescriptor.from_backup(b) for b in BackupService().list() if b.get("verified") is not False]
+    try:
+        backups = BackupService().list()
+    except BackupError as exc:
+        return Health("failing", f"The backup store cannot be read: {exc.message}", None,
+                      next_run_at(settings, now), _run_dict(_last_finished_run()), settings.enabled)
+    successful = [BackupDescriptor.from_backup(b) for b in backups if b.get("verified") is not False]
     last_success_at = max((b.created_at for b in successful), default=None)
     record = _last_verification()
     last_verification = (record.filename, bool(record.verified)) if record is not None else None
@@ -140,7 +151,8 @@ def alert_if_missed(now: datetime | None = None) -> Health:
     """
     now = now or utcnow()
     health = assess(now)
-    if not health.alert_due:
+    if not health.alert_due or _run_in_progress():
+        # A run under way may be about to end the drought: no alarm while it has its chance.
         return health
     settings = load_settings()
     if not settings.wants_mail(succeeded=False):

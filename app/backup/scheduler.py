@@ -32,11 +32,14 @@ from ..models import AuditLog, ScheduledRun, utcnow
 from . import health, notify, retention
 from .errors import BackupError, ConflictError
 from .schedule import ScheduleSettings, due_slot, load_settings, next_run_at
+from .service import BackupService
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "backup_scheduler"
 TICK_JOB_ID = "backup-schedule-tick"
+STARTUP_JOB_ID = "backup-schedule-startup"
+STARTUP_DELAY = timedelta(seconds=2)
 # A run with no sign of life for this long is taken to be dead even on another host.
 RUN_STALE_AFTER = timedelta(hours=12)
 ACTOR = "scheduler"
@@ -173,28 +176,28 @@ def _give_up_older_deferred(slot: datetime) -> None:
 
 # --- Running a slot -------------------------------------------------------------------
 
-def verify_new_backup(filename: str) -> tuple[bool, dict]:
-    """Check the new archive (checksums, signature, test restore) and record the result.
+def verify_new_backup(filename: str) -> dict:
+    """Check the new archive (checksums, signature, test restore) and record the result on it.
 
-    Returns ``(ok, details)``; the verifier records ``verified`` on the backup.
+    Returns the verification (``ok``, ``error``, details); never raises for a bad archive.
     """
-    from .verify import verify_backup  # the restore engine's verifier
+    from .verify import verify_listed_backup  # imported late: verify pulls in the whole restore engine
 
-    result = verify_backup(filename)
-    return bool(result.get("ok")), result
+    return verify_listed_backup(filename, actor=None)
 
 
 def _make_verified_backup(report: notify.RunReport) -> None:
-    from .service import BackupService
-
     job = BackupService().start_create("scheduled", None, wait=True)
     report.backup = orjson.loads(job.result) if isinstance(job.result, str) else job.result
     filename = report.backup["filename"]
-    ok, details = verify_new_backup(filename)
-    report.verified, report.verification = ok, details
-    if not ok:
+    try:
+        verification = verify_new_backup(filename)
+    except Exception as exc:  # could not even try: as bad as failing, the backup is unproven
+        raise VerificationFailed(f"The new backup {filename} could not be verified: {exc}") from exc
+    report.verified, report.verification = bool(verification.get("ok")), verification
+    if not report.verified:
         raise VerificationFailed(f"The new backup {filename} failed its verification: "
-                                 f"{details.get('error') or details.get('message') or 'see the verification details'}")
+                                 f"{verification.get('error') or 'no details'}")
 
 
 def _apply_retention(settings: ScheduleSettings, report: notify.RunReport, now: datetime) -> None:
@@ -372,6 +375,9 @@ def start_for_app(app):
                                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 50})
     scheduler.add_job(tick, CronTrigger(second=0, timezone="UTC"), args=[app], id=TICK_JOB_ID,
                       replace_existing=True, name="scheduled backups: run the due slot")
+    # One early beat, so a slot missed while the instance was down runs now, not at the next minute.
+    scheduler.add_job(tick, "date", run_date=utcnow() + STARTUP_DELAY, args=[app], id=STARTUP_JOB_ID,
+                      replace_existing=True, name="scheduled backups: catch up after start")
     scheduler.start()
     app.extensions[EXTENSION_KEY] = scheduler
     atexit.register(_shutdown, scheduler)
