@@ -352,6 +352,7 @@ class _Target:
         self.driver = self.raw.driver_connection
         self.cursor = self.raw.cursor()
         self._savepoints = 0
+        self._broken = False
 
     # transaction
 
@@ -372,8 +373,9 @@ class _Target:
     def rollback(self) -> None:
         try:
             self.raw.rollback()
-        except Exception:  # the connection may be gone; the server rolls back on its own
-            log.warning("rollback of the restore transaction failed", exc_info=True)
+        except Exception as exc:  # the connection may be gone; the server rolls back on its own
+            log.info("rollback of the restore transaction failed (%s); the server discards it", exc)
+            self._broken = True
 
     def close(self) -> None:
         try:
@@ -381,9 +383,13 @@ class _Target:
         except Exception:
             pass
         try:
-            self.raw.close()
-        except Exception:
-            log.warning("closing the restore connection failed", exc_info=True)
+            if self._broken:
+                # A lost connection must not go back to the pool (its reset would fail noisily).
+                self.raw.invalidate()
+            else:
+                self.raw.close()
+        except Exception as exc:
+            log.warning("closing the restore connection failed (%s)", exc)
 
     def savepoint(self) -> str:
         self._savepoints += 1
@@ -1011,7 +1017,7 @@ def restore_archive(archive: Archive, engine: Engine, options: RestoreOptions, *
         except Exception as exc:
             target.rollback()
             # The chained exception keeps the details; a traceback in the log would end up on the CLI's stderr.
-            log.warning("restore failed and was rolled back: %s: %s", type(exc).__name__, exc)
+            log.info("restore failed and was rolled back: %s: %s", type(exc).__name__, exc)
             raise RestoreError(f"The restore failed and was rolled back; nothing was changed "
                                f"({type(exc).__name__}: {_db_message(exc)}).") from exc
     finally:

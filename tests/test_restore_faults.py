@@ -1,0 +1,176 @@
+"""A replace interrupted at any moment leaves the database exactly as it was.
+
+The restore runs as a real `flask backup restore … --progress` process. Its
+progress lines on stderr mark where it is; the test kills it with SIGKILL at a
+line chosen by a seeded random generator (so a failure can be replayed), then
+checks the data tables and API tokens equal their state before the restore,
+and that the next start of the app marks the interrupted job failed. On
+PostgreSQL the restore's connection is also terminated from another session.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app.backup import format
+from app.backup.service import schema_revision
+from app.cli import create_account
+from app.extensions import db
+from app.models import BackupJob
+from conftest import build_app
+from fixtures.archives import as_archive_rows, build_archive, generated_tables, snapshot
+from fixtures.restoring import restore_upload
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+FLASK = str(Path(sys.executable).with_name("flask"))
+KILL_POINTS = 10
+SEED = 20261126
+
+
+def prepared(tmp_path, url):
+    """An app holding one data set, and an archive of a larger, different one."""
+    app = build_app(tmp_path, url)
+    with app.app_context():
+        admin = create_account("admin", "admin@example.com", "admin-password-1", is_admin=True)
+        from app.security import issue_api_token
+
+        headers = {"Authorization": "Bearer " + issue_api_token(admin)}
+        key, revision = format.signing_key(app.config), schema_revision(app)
+    earlier = build_archive(tmp_path / "earlier.zip", generated_tables(users=200, attempts=2_000, seed=1),
+                            key=key, schema_revision=revision)
+    assert restore_upload(app.test_client(), headers, earlier).status_code == 200
+    archive = build_archive(tmp_path / "restore.zip", generated_tables(users=4_000, attempts=60_000, seed=2),
+                            key=key, schema_revision=revision)
+    return app, archive
+
+
+def restore_process(app, archive: Path) -> subprocess.Popen:
+    env = dict(os.environ, FLASK_APP="wsgi", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+               SECRET_KEY=app.config["SECRET_KEY"], BACKUP_DIRECTORY=app.config["BACKUP_DIRECTORY"],
+               ENABLE_AUTO_BACKUP="false")
+    return subprocess.Popen([FLASK, "backup", "restore", str(archive), "--mode", "replace", "--yes", "--progress"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def progress_lines(process: subprocess.Popen):
+    for line in process.stderr:
+        if line.startswith("progress"):
+            yield line.rstrip("\n")
+
+
+def count_write_phase_lines(app, archive: Path) -> tuple[list[str], dict]:
+    """Run one restore to its end and return its progress lines from the deletes on (then undo it)."""
+    before = as_archive_rows(app)
+    with restore_process(app, archive) as process:
+        lines = list(progress_lines(process))
+        assert process.wait(timeout=300) == 0, process.stdout.read()
+    start = next(i for i, line in enumerate(lines) if "Deleted the current rows" in line)
+    # Undo through the app, so the next runs start from the same state.
+    with app.app_context():
+        job = db.session.query(BackupJob).filter_by(kind="restore").order_by(BackupJob.created_at.desc()).first()
+        import orjson
+
+        safety = orjson.loads(job.result)["safety_backup"]
+    env = dict(os.environ, FLASK_APP="wsgi", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+               SECRET_KEY=app.config["SECRET_KEY"], BACKUP_DIRECTORY=app.config["BACKUP_DIRECTORY"],
+               ENABLE_AUTO_BACKUP="false")
+    subprocess.run([FLASK, "backup", "restore", safety, "--mode", "replace", "--yes"], cwd=ROOT, env=env,
+                   check=True, capture_output=True)
+    assert as_archive_rows(app) == before
+    return lines[start:], before
+
+
+def kill_at(app, archive: Path, marker: str) -> None:
+    with restore_process(app, archive) as process:
+        try:
+            for line in progress_lines(process):
+                if line == marker:
+                    process.send_signal(signal.SIGKILL)
+                    break
+            assert process.wait(timeout=300) == -signal.SIGKILL, f"the restore ended before {marker!r}"
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def assert_interrupted_job_is_failed_after_restart(tmp_path, app, index: int) -> None:
+    restarted = build_app(tmp_path / f"restart-{index}", app.config["SQLALCHEMY_DATABASE_URI"])
+    with restarted.app_context():
+        job = db.session.query(BackupJob).filter_by(kind="restore").order_by(BackupJob.created_at.desc()).first()
+        assert job.status == "failed" and "Interrupted" in job.message
+        db.session.remove()
+        db.engine.dispose()
+
+
+def run_kills(tmp_path, url):
+    app, archive = prepared(tmp_path, url)
+    lines, before = count_write_phase_lines(app, archive)
+    tokens = snapshot(app)["api_tokens"]
+    # Every line but the last two (the final flush and "Committing"): killing there could race the commit.
+    candidates = lines[:-2]
+    assert len(candidates) >= KILL_POINTS, lines
+    points = sorted(random.Random(SEED).sample(range(len(candidates)), KILL_POINTS))
+    for index in points:
+        kill_at(app, archive, candidates[index])
+        assert as_archive_rows(app) == before, f"after a kill at {candidates[index]!r}"
+        assert snapshot(app)["api_tokens"] == tokens
+        assert_interrupted_job_is_failed_after_restart(tmp_path, app, index)
+    # And the lock left by the killed process does not block the next restore.
+    with restore_process(app, archive) as process:
+        list(progress_lines(process))
+        assert process.wait(timeout=300) == 0
+    with app.app_context():
+        assert db.session.query(sa.func.count()).select_from(sa.table("login_attempts")).scalar() == 60_000
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_sqlite_restore_killed_at_random_points_changes_nothing(tmp_path):
+    run_kills(tmp_path, f"sqlite:///{tmp_path / 'faults.db'}")
+
+
+@pytest.mark.postgres
+def test_postgresql_restore_killed_at_random_points_changes_nothing(tmp_path, postgres_url):
+    run_kills(tmp_path, postgres_url)
+
+
+@pytest.mark.postgres
+def test_postgresql_connection_terminated_mid_restore_changes_nothing(tmp_path, postgres_url):
+    app, archive = prepared(tmp_path, postgres_url)
+    before, tokens = as_archive_rows(app), snapshot(app)["api_tokens"]
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with restore_process(app, archive) as process:
+        restoring = 0
+        for line in progress_lines(process):
+            if "Restoring login_attempts" in line:
+                restoring += 1
+            if restoring == 3:
+                break
+        with admin.connect() as conn:
+            terminated = conn.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = 'cyberquest-restore'")).scalars().all()
+        assert terminated == [True]
+        stderr = process.stderr.read()
+        assert process.wait(timeout=300) == 1
+    admin.dispose()
+    assert stderr.strip().splitlines() == [
+        "Error: The restore failed and was rolled back; nothing was changed (AdminShutdown: terminating "
+        "connection due to administrator command)."]
+    assert as_archive_rows(app) == before
+    assert snapshot(app)["api_tokens"] == tokens
+    with app.app_context():
+        job = db.session.query(BackupJob).filter_by(kind="restore").order_by(BackupJob.created_at.desc()).first()
+        assert job.status == "failed" and "rolled back" in job.message
+        db.session.remove()
+        db.engine.dispose()
