@@ -249,9 +249,12 @@ def run_job(kind: str, created_by: str | None, work: Callable[[JobHandle], dict]
                 status=status, message=message, finished_at=utcnow(),
                 progress=1.0 if status == "succeeded" else BackupJob.progress,
                 result=orjson.dumps(result).decode() if result is not None else None))
-            db.session.commit()
             if exclusive:
-                release_exclusive(job_id)
+                # Same commit as the final status: a client that sees the job finished
+                # can start the next one at once without meeting a 409.
+                db.session.execute(delete(OperationLock).where(OperationLock.name == EXCLUSIVE_LOCK,
+                                                               OperationLock.job_id == job_id))
+            db.session.commit()
             _live_progress.pop(job_id, None)
         return error
 
