@@ -162,3 +162,11 @@ def test_the_browser_gets_a_page_with_the_same_health(app, admin_user):
     assert page.status_code == 503
     html = page.get_data(as_text=True)
     assert "Backup health: empty" in html and "No successful backup exists yet." in html
+
+
+def test_any_page_can_include_the_health_card(app):
+    from flask import render_template_string
+
+    with app.test_request_context("/admin/system-backup"):
+        html = render_template_string('{% include "backup/schedule_health_card.html" %}')
+    assert 'data-status="empty"' in html and "No successful backup exists yet." in html

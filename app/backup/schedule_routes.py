@@ -16,6 +16,15 @@ from .schedule import WEEKDAY_NAMES, ScheduleValidationError, load_settings, upd
 bp = Blueprint("schedule", __name__)
 
 
+@bp.app_context_processor
+def backup_health_helper() -> dict:
+    """``backup_health()`` in every template, computed only when a template calls it.
+
+    Lets any page show the health card with ``{% include "backup/schedule_health_card.html" %}``.
+    """
+    return {"backup_health": health.assess}
+
+
 def _page(settings, *, errors=None, values=None, status=200):
     now = utcnow()
     try:
@@ -32,6 +41,7 @@ def _page(settings, *, errors=None, values=None, status=200):
 @bp.route("/backup-schedule")
 @admin_required
 def backup_schedule():
+    """The schedule: the page (form, health, retention preview, recent runs) or ``{"schedule": ...}``."""
     settings = load_settings()
     if wants_json():
         return jsonify({"schedule": settings.to_dict(utcnow())})
@@ -41,6 +51,7 @@ def backup_schedule():
 @bp.route("/backup-schedule", methods=["POST"])
 @admin_required
 def save_backup_schedule():
+    """Validate and save the fields sent (others keep their values); 400 and no change on a bad value."""
     fields = request_fields()
     try:
         settings = update_settings(fields, utcnow(), actor=actor_name())
@@ -58,6 +69,7 @@ def save_backup_schedule():
 @bp.route("/backup-health")
 @admin_required
 def backup_health():
+    """200 when backups are healthy, else 503; the body says why. Sends the missed-schedule alert once."""
     state = health.alert_if_missed(utcnow())
     if wants_json():
         return jsonify(state.to_dict()), state.http_status
