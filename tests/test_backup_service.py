@@ -256,3 +256,17 @@ def test_start_up_on_an_unmigrated_database_does_nothing(tmp_path):
     with app.app_context():
         assert not sa.inspect(db.engine).has_table("backup_jobs")
         db.engine.dispose()
+
+
+def test_without_hard_links_the_name_is_reserved_by_exclusive_create(tmp_path):
+    from app.backup.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path)
+    (tmp_path / "cyberquest_backup_20240101_000000.zip").write_bytes(b"taken")
+    partial = tmp_path / ".cyberquest_backup_20240101_000000.zip.partial-x"
+    partial.write_bytes(b"complete archive")
+    name = storage._publish_by_rename(partial, "cyberquest_backup_20240101_000000.zip",
+                                      iter(["cyberquest_backup_20240101_000000_2.zip"]))
+    assert name == "cyberquest_backup_20240101_000000_2.zip"
+    assert (tmp_path / name).read_bytes() == b"complete archive" and not partial.exists()
+    assert (tmp_path / "cyberquest_backup_20240101_000000.zip").read_bytes() == b"taken"

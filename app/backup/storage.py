@@ -29,6 +29,8 @@ from .errors import BackupNotFoundError, StorageError
 log = logging.getLogger(__name__)
 
 PARTIAL_MARKER = ".partial-"
+# link() errors meaning "this filesystem has no hard links", not "something is wrong".
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,26 @@ class LocalStorage(Storage):
                 return name
             except FileExistsError:
                 continue
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                return self._publish_by_rename(partial, name, rest)
+        raise StorageError("No free backup file name is left for this second; try again.")
+
+    def _publish_by_rename(self, partial: Path, first: str, rest: Iterator[str]) -> str:
+        """For filesystems without hard links (some network and container mounts).
+
+        The name is reserved with an exclusive create, then the complete file is
+        renamed over the empty reservation; an empty file is never listed.
+        """
+        for name in (first, *rest):
+            target = self._path(name)
+            try:
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                continue
+            os.replace(partial, target)
+            return name
         raise StorageError("No free backup file name is left for this second; try again.")
 
     def delete(self, name: str) -> None:
