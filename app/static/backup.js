@@ -1,7 +1,15 @@
-// Follows the running backup/restore job on the System Backup page: polls its
-// JSON state, moves the progress bar, and reloads the page when the job ends.
+// System Backup page: asks before destructive form posts (forms with data-confirm),
+// and follows the running job: polls its JSON state, moves the progress bar, and
+// reloads the page when the job ends. (CSP allows no inline scripts.)
 (function () {
   "use strict";
+
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
+    });
+  });
+
   var panel = document.getElementById("running-job");
   if (!panel) { return; }
   var url = panel.getAttribute("data-job-url");
