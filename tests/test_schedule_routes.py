@@ -140,3 +140,9 @@ def test_access_is_for_admins_only(app, user_client):
     assert anonymous.get("/admin/backup-schedule", headers={"Accept": "application/json"}).status_code == 401
     assert anonymous.post("/admin/backup-schedule", json={"enabled": True}).status_code in (400, 401)
     assert user_client.get("/admin/backup-schedule").status_code == 403
+
+
+def test_the_system_backup_page_shows_the_health_card_and_links_the_schedule(admin_client):
+    html = admin_client.get("/admin/system-backup").get_data(as_text=True)
+    assert 'id="backup-health"' in html and "Backup health: empty" in html
+    assert 'href="/admin/backup-schedule"' in html
