@@ -1,0 +1,120 @@
+// The restore form of the System Backup page. The form works without this file;
+// with it, Preview runs in the page, so the form keeps its input (password
+// included) for the Restore that follows. It also keeps the two sources
+// exclusive and disables the merge-only conflict policy for Replace.
+(function () {
+  "use strict";
+  var form = document.getElementById("restore-form");
+  if (!form) { return; }
+  var preview = document.getElementById("restore-preview");
+  var listed = document.getElementById("restore-filename");
+  var upload = document.getElementById("restore-file");
+  var onConflict = document.getElementById("restore-on-conflict");
+  var COUNTS = ["inserted", "updated", "skipped", "deleted"];
+
+  function mode() {
+    var checked = form.querySelector("input[name=mode]:checked");
+    return checked ? checked.value : "";
+  }
+
+  // The server refuses on_conflict for Replace; a disabled field is not sent.
+  function syncMode() { onConflict.disabled = mode() !== "merge"; }
+
+  function element(tag, text) {
+    var node = document.createElement(tag);
+    if (text !== undefined) { node.textContent = String(text); }
+    return node;
+  }
+
+  function show(className, nodes) {
+    preview.textContent = "";
+    preview.className = className;
+    nodes.forEach(function (node) { preview.appendChild(node); });
+    preview.hidden = false;
+  }
+
+  function showError(message) {
+    show("restore-outcome restore-failed", [element("p", message)]);
+  }
+
+  function summary(result) {
+    var parts = [];
+    Object.keys(result.tables).forEach(function (table) {
+      var counts = result.tables[table];
+      var changed = COUNTS.filter(function (k) { return counts[k]; })
+        .map(function (k) { return counts[k] + " " + k; });
+      if (changed.length) { parts.push(table + ": " + changed.join(", ")); }
+    });
+    return "Preview (" + result.mode + "): " + (parts.join("; ") || "nothing to change") +
+      ". Nothing was changed; Restore would do this.";
+  }
+
+  function countsTable(result) {
+    var table = element("table");
+    table.className = "grid restore-counts";
+    var head = table.createTHead().insertRow();
+    ["Table", "Inserted", "Updated", "Skipped", "Deleted"].forEach(function (title) {
+      head.appendChild(element("th", title));
+    });
+    var body = table.createTBody();
+    Object.keys(result.tables).forEach(function (name) {
+      var row = body.insertRow();
+      row.insertCell().textContent = name;
+      COUNTS.forEach(function (k) { row.insertCell().textContent = String(result.tables[name][k]); });
+    });
+    return table;
+  }
+
+  function showPreview(result) {
+    var nodes = [element("p", summary(result)), countsTable(result)];
+    var reasons = result.skipped_reasons || [];
+    if (reasons.length) {
+      var list = element("ul");
+      reasons.forEach(function (r) {
+        list.appendChild(element("li", r.table + ": " + r.count + " skipped, " + r.reason +
+          " (ids " + r.ids.join(", ") + (r.count > r.ids.length ? ", …" : "") + ")"));
+      });
+      nodes.push(list);
+    }
+    show("restore-outcome", nodes);
+  }
+
+  function runPreview(button) {
+    var data = new FormData(form);
+    data.append("dry_run", "1");
+    button.disabled = true;
+    show("restore-outcome", [element("p", "Previewing…")]);
+    fetch(form.action, { method: "POST", body: data, credentials: "same-origin",
+                         headers: { Accept: "application/json" } })
+      .then(function (response) {
+        return response.json()
+          .catch(function () { return { error: "The server answered HTTP " + response.status + "." }; })
+          .then(function (body) {
+            if (response.ok && body.preview) { showPreview(body.preview); }
+            else { showError(body.error || "The preview failed (HTTP " + response.status + ")."); }
+          });
+      })
+      .catch(function () { showError("The server could not be reached; try again."); })
+      .then(function () { button.disabled = false; });
+  }
+
+  listed.addEventListener("change", function () { if (listed.value) { upload.value = ""; } });
+  upload.addEventListener("change", function () { if (upload.files.length) { listed.value = ""; } });
+  form.addEventListener("change", function (event) { if (event.target.name === "mode") { syncMode(); } });
+  syncMode();
+
+  form.addEventListener("submit", function (event) {
+    if (!listed.value && !upload.files.length) {
+      event.preventDefault();
+      showError("Choose a listed backup or upload a backup file.");
+      listed.focus();
+      return;
+    }
+    var button = event.submitter;
+    if (button && button.name === "dry_run") {
+      event.preventDefault();
+      runPreview(button);
+    }
+    // Restore is an ordinary form post: the server starts the job and the page follows it.
+  });
+})();
