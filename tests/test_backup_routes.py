@@ -204,11 +204,11 @@ def test_html_page_shows_a_running_job_with_a_progress_bar(app, admin_client):
     js.close()
 
 
-def test_html_conflict_is_an_error_page_with_409(app, admin_client):
+def test_html_conflict_flashes_and_returns_to_the_page(app, admin_client):
     with app.app_context():
         running = jobs.create_job("restore", "someone")
         jobs.acquire_exclusive(running.id)
     token = csrf_token_from(admin_client.get("/admin/system-backup").get_data(as_text=True))
     response = admin_client.post("/admin/create-backup", data={"csrf_token": token})
-    assert response.status_code == 409
-    assert "running" in response.get_data(as_text=True)
+    assert response.status_code == 302 and response.headers["Location"].endswith("/admin/system-backup")
+    assert "running" in admin_client.get("/admin/system-backup").get_data(as_text=True)
