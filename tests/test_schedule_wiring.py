@@ -108,10 +108,17 @@ def test_flask_run_starts_the_scheduler_in_the_serving_process(tmp_path, debug):
     command = [sys.executable, "-m", "flask", "run", "--port", str(free_port())]
     if debug:
         command.insert(3, "--debug")
-    server = subprocess.Popen(command, cwd=REPO, env=_environment(tmp_path, tmp_path / "app.db"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "server.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen(command, cwd=REPO, env=_environment(tmp_path, tmp_path / "app.db"),
+                                  stdout=output, stderr=subprocess.STDOUT)
+
+    def claimed():
+        assert server.poll() is None, log.read_text()
+        return scheduled_runs(app)
+
     try:
-        [run] = wait_for(lambda: scheduled_runs(app), what="flask run's scheduler to claim the slot")
+        [run] = wait_for(claimed, timeout=60, what=f"flask run's scheduler to claim the slot; log: {log}")
         owner_pid = int(run.owner.rpartition(":")[2])
         if debug:
             assert owner_pid != server.pid  # the reloader's child, not its watcher
