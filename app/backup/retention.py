@@ -200,9 +200,9 @@ def policy_for(settings) -> RetentionPolicy:
     """The policy of the stored schedule; GFS numbers from ``BACKUP_KEEP_DAILY/WEEKLY/MONTHLY``."""
     config = current_app.config
     return RetentionPolicy(retention_days=settings.effective_retention_days, keep_last=settings.keep_last,
-                           daily=int(config.get("BACKUP_KEEP_DAILY", 7)),
-                           weekly=int(config.get("BACKUP_KEEP_WEEKLY", 4)),
-                           monthly=int(config.get("BACKUP_KEEP_MONTHLY", 12)))
+                           daily=config["BACKUP_KEEP_DAILY"],
+                           weekly=config["BACKUP_KEEP_WEEKLY"],
+                           monthly=config["BACKUP_KEEP_MONTHLY"])
 
 
 def _current_plan(service, policy: RetentionPolicy, now: datetime) -> tuple[RetentionPlan, dict[str, dict]]:
