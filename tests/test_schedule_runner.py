@@ -1,5 +1,6 @@
 """One scheduled run, driven by an injected clock: backup, verification, retention, record, e-mail."""
 import os
+import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -202,7 +203,7 @@ def test_a_run_whose_process_died_is_marked_failed_and_reported_once(sched_app, 
     mailbox = send_mail_to(sched_app, smtp_server)
     in_force(sched_app, notify_on="failure")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    owner = f"{scheduler.socket.gethostname()}:{dead.stdout.strip()}"
+    owner = f"{socket.gethostname()}:{dead.stdout.strip()}"
     now = utcnow()
     with sched_app.app_context():
         db.session.add(ScheduledRun(slot=now - timedelta(days=3), owner=owner, status="running",

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 EXCLUSIVE_LOCK = "backup-restore"
 LOCK_TTL = timedelta(minutes=30)
 HOSTNAME = socket.gethostname()
-PROCESS_OWNER = f"{HOSTNAME}:{os.getpid()}"
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -41,7 +40,8 @@ def current_owner() -> str:
     return f"{HOSTNAME}:{os.getpid()}"
 
 
-def _owner_is_dead(owner: str | None) -> bool:
+def owner_is_dead(owner: str | None) -> bool:
+    """True when ``owner`` (``host:pid``) was a process on this host that no longer exists."""
     host, _, pid = (owner or "").rpartition(":")
     if host != HOSTNAME or not pid.isdigit():
         return False
@@ -72,7 +72,7 @@ def job_to_dict(job: BackupJob) -> dict:
 # --- The lock -------------------------------------------------------------------
 
 def _lock_is_stale(lock: OperationLock) -> bool:
-    return lock.expires_at <= utcnow() or _owner_is_dead(lock.owner)
+    return lock.expires_at <= utcnow() or owner_is_dead(lock.owner)
 
 
 def acquire_exclusive(job_id: str | None, name: str = EXCLUSIVE_LOCK) -> None:
@@ -146,7 +146,7 @@ def recover_interrupted_jobs() -> int:
         if job.id in held:
             continue
         heartbeat = job.heartbeat_at or job.started_at or job.created_at
-        if _owner_is_dead(job.owner) or heartbeat <= utcnow() - LOCK_TTL:
+        if owner_is_dead(job.owner) or heartbeat <= utcnow() - LOCK_TTL:
             job.status, job.finished_at = "failed", utcnow()
             job.message = "Interrupted: the process running it stopped before it finished."
             count += 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..extensions import db
 from ..models import AuditLog, ScheduledRun, utcnow
-from . import health, notify, retention
+from . import health, jobs, notify, retention
 from .errors import BackupError, ConflictError
 from .schedule import ScheduleSettings, due_slot, load_settings, next_run_at
 from .service import BackupService
@@ -77,11 +76,6 @@ class SlotOutcome:
                 "next_run_at": self.next_run_at.isoformat() if self.next_run_at else None}
 
 
-def current_owner() -> str:
-    """``host:pid`` of this process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 # The last schedule each database gave us, so that a failure e-mail can still go
 # out when the database itself is what fails; and the slots already reported so.
 _settings_cache: dict[str, ScheduleSettings] = {}
@@ -95,26 +89,13 @@ def _database_key() -> str:
 
 # --- Claiming a slot ------------------------------------------------------------------
 
-def _process_gone(owner: str | None) -> bool:
-    host, _, pid = (owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def claim_slot(slot: datetime, now: datetime) -> bool:
     """Take ``slot`` for this process; False when another instance has it.
 
     Inserting the row is the claim (the unique index arbitrates); a deferred slot is
     taken over by a conditional UPDATE, which also has exactly one winner.
     """
-    owner = current_owner()
+    owner = jobs.current_owner()
     existing = db.session.execute(select(ScheduledRun).where(ScheduledRun.slot == slot)
                                   .execution_options(populate_existing=True)).scalars().first()
     if existing is None:
@@ -152,7 +133,7 @@ def fail_interrupted_runs(settings: ScheduleSettings, now: datetime) -> int:
     count = 0
     running = db.session.execute(select(ScheduledRun).where(ScheduledRun.status == "running")).scalars().all()
     for run in running:
-        if not (_process_gone(run.owner) or run.started_at < now - RUN_STALE_AFTER):
+        if not (jobs.owner_is_dead(run.owner) or run.started_at < now - RUN_STALE_AFTER):
             continue
         message = f"Interrupted: the process running it ({run.owner}) stopped before it finished."
         result = db.session.execute(update(ScheduledRun).where(ScheduledRun.id == run.id,
@@ -212,7 +193,7 @@ def _apply_retention(settings: ScheduleSettings, report: notify.RunReport, now: 
 
 
 def _run_claimed_slot(settings: ScheduleSettings, slot: datetime, now: datetime) -> SlotOutcome:
-    report = notify.RunReport(slot=slot, started_at=utcnow(), owner=current_owner())
+    report = notify.RunReport(slot=slot, started_at=utcnow(), owner=jobs.current_owner())
     try:
         _make_verified_backup(report)
         _apply_retention(settings, report, now)
@@ -265,7 +246,7 @@ def _report_database_failure(exc: Exception, now: datetime) -> SlotOutcome:
     message = f"The database could not be read: {exc}"
     if not first_time:
         return SlotOutcome("failed", slot, message)
-    report = notify.RunReport(slot=slot, started_at=now, finished_at=utcnow(), owner=current_owner(),
+    report = notify.RunReport(slot=slot, started_at=now, finished_at=utcnow(), owner=jobs.current_owner(),
                               error=message, error_kind="database")
     notify.notify_run(cached, report)
     return SlotOutcome("failed", slot, message, report)
@@ -381,7 +362,7 @@ def start_for_app(app):
     scheduler.start()
     app.extensions[EXTENSION_KEY] = scheduler
     atexit.register(_shutdown, scheduler)
-    log.info("backup scheduler started in %s", current_owner())
+    log.info("backup scheduler started in %s", jobs.current_owner())
     return scheduler
 
 
