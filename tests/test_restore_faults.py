@@ -14,7 +14,7 @@ import random
 import signal
 import subprocess
 import sys
-import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,9 +37,19 @@ KILL_POINTS = 10
 SEED = 20261126
 
 
+@contextmanager
 def prepared(tmp_path, url):
-    """An app holding one data set, and an archive of a larger, different one."""
+    """An app holding one data set, and an archive of a larger, different one (engine disposed after)."""
     app = build_app(tmp_path, url)
+    try:
+        yield app, _archives(app, tmp_path)
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def _archives(app, tmp_path):
     with app.app_context():
         admin = create_account("admin", "admin@example.com", "admin-password-1", is_admin=True)
         from app.security import issue_api_token
@@ -49,9 +59,8 @@ def prepared(tmp_path, url):
     earlier = build_archive(tmp_path / "earlier.zip", generated_tables(users=200, attempts=2_000, seed=1),
                             key=key, schema_revision=revision)
     assert restore_upload(app.test_client(), headers, earlier).status_code == 200
-    archive = build_archive(tmp_path / "restore.zip", generated_tables(users=4_000, attempts=60_000, seed=2),
-                            key=key, schema_revision=revision)
-    return app, archive
+    return build_archive(tmp_path / "restore.zip", generated_tables(users=4_000, attempts=60_000, seed=2),
+                         key=key, schema_revision=revision)
 
 
 def restore_process(app, archive: Path) -> subprocess.Popen:
@@ -90,11 +99,16 @@ def count_write_phase_lines(app, archive: Path) -> tuple[list[str], dict]:
     return lines[start:], before
 
 
+def message(line: str) -> str:
+    """A progress line without its percentage (how far the reader has read ahead varies run to run)."""
+    return line.split("%", 1)[1].strip()
+
+
 def kill_at(app, archive: Path, marker: str) -> None:
     with restore_process(app, archive) as process:
         try:
             for line in progress_lines(process):
-                if line == marker:
+                if message(line) == marker:
                     process.send_signal(signal.SIGKILL)
                     break
             assert process.wait(timeout=300) == -signal.SIGKILL, f"the restore ended before {marker!r}"
@@ -113,11 +127,16 @@ def assert_interrupted_job_is_failed_after_restart(tmp_path, app, index: int) ->
 
 
 def run_kills(tmp_path, url):
-    app, archive = prepared(tmp_path, url)
+    with prepared(tmp_path, url) as (app, archive):
+        kill_at_seeded_points(tmp_path, app, archive)
+
+
+def kill_at_seeded_points(tmp_path, app, archive):
     lines, before = count_write_phase_lines(app, archive)
     tokens = snapshot(app)["api_tokens"]
     # Every line but the last two (the final flush and "Committing"): killing there could race the commit.
-    candidates = lines[:-2]
+    candidates = [message(line) for line in lines[:-2]]
+    assert len(set(candidates)) == len(candidates), candidates
     assert len(candidates) >= KILL_POINTS, lines
     points = sorted(random.Random(SEED).sample(range(len(candidates)), KILL_POINTS))
     for index in points:
@@ -131,8 +150,6 @@ def run_kills(tmp_path, url):
         assert process.wait(timeout=300) == 0
     with app.app_context():
         assert db.session.query(sa.func.count()).select_from(sa.table("login_attempts")).scalar() == 60_000
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_sqlite_restore_killed_at_random_points_changes_nothing(tmp_path):
@@ -146,7 +163,11 @@ def test_postgresql_restore_killed_at_random_points_changes_nothing(tmp_path, po
 
 @pytest.mark.postgres
 def test_postgresql_connection_terminated_mid_restore_changes_nothing(tmp_path, postgres_url):
-    app, archive = prepared(tmp_path, postgres_url)
+    with prepared(tmp_path, postgres_url) as (app, archive):
+        terminate_mid_restore(app, archive, postgres_url)
+
+
+def terminate_mid_restore(app, archive, postgres_url):
     before, tokens = as_archive_rows(app), snapshot(app)["api_tokens"]
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with restore_process(app, archive) as process:
@@ -164,13 +185,12 @@ def test_postgresql_connection_terminated_mid_restore_changes_nothing(tmp_path, 
         stderr = process.stderr.read()
         assert process.wait(timeout=300) == 1
     admin.dispose()
-    assert stderr.strip().splitlines() == [
-        "Error: The restore failed and was rolled back; nothing was changed (AdminShutdown: terminating "
-        "connection due to administrator command)."]
+    # One line, no traceback; the driver's wording of the lost connection varies with where it was lost.
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "Error: The restore failed and was rolled back; nothing was changed ("), stderr
     assert as_archive_rows(app) == before
     assert snapshot(app)["api_tokens"] == tokens
     with app.app_context():
         job = db.session.query(BackupJob).filter_by(kind="restore").order_by(BackupJob.created_at.desc()).first()
         assert job.status == "failed" and "rolled back" in job.message
-        db.session.remove()
-        db.engine.dispose()

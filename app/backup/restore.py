@@ -21,7 +21,9 @@ import base64
 import binascii
 import logging
 import os
+import re
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -34,13 +36,18 @@ from sqlalchemy.engine import Engine
 from ..extensions import db
 from ..models import ApiToken, AuditLog, data_tables
 from .errors import ArchiveError, BackupError, BadRequestError, RestoreError
-from .reader import END, ROW, TABLE, Archive, LayoutMismatch
+from .reader import END, ROWS, TABLE, Archive, LayoutMismatch
 
 log = logging.getLogger(__name__)
 
 MODES = ("merge", "replace")
 CONFLICT_POLICIES = ("skip", "overwrite")
 BATCH_ROWS = 5000
+# Replacing a table with at least this many rows drops its non-unique indexes and builds
+# them again once the rows are in, inside the same transaction: one sort instead of a
+# random B-tree insert per row (what sqlite3 .dump and pg_restore do too).
+INDEX_REBUILD_MIN_ROWS = 20_000
+SQLITE_CACHE_KIB = 16 * 1024
 REASON_SAMPLE_IDS = 20
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -208,6 +215,24 @@ def _any_check(value):
     return value
 
 
+def _column_kind(column, sqlite: bool) -> tuple:
+    """``("int", low, high)``, ``("str", max_length)``, ``("bool",)``, ``("datetime",)`` or ``("other",)``."""
+    kind = column.type
+    if isinstance(kind, types.TypeDecorator):
+        kind = kind.impl_instance
+    if isinstance(kind, types.Boolean):
+        return ("bool",)
+    if isinstance(kind, types.BigInteger):
+        return ("int", *INT64)
+    if isinstance(kind, types.Integer):
+        return ("int", *(INT64 if sqlite else INT32))
+    if isinstance(kind, types.DateTime):
+        return ("datetime",)
+    if isinstance(kind, types.String) and not isinstance(kind, types.Enum):
+        return ("str", kind.length)
+    return ("other",)
+
+
 def _value_checker(column, sqlite: bool):
     kind = column.type
     if isinstance(kind, types.TypeDecorator):
@@ -264,22 +289,83 @@ class TableCodec:
         self.width = len(self.names)
         sqlite = dialect == "sqlite"
         self.checks = [(_nullable if c.nullable else _not_null)(_value_checker(c, sqlite)) for c in self.columns]
-        self._pairs = list(zip(self.names, self.checks))
         self._sqlite = sqlite
         primary = list(table.primary_key.columns)
-        self.pk = primary[0].name if len(primary) == 1 else None
+        self.pk = str(primary[0].name) if len(primary) == 1 else None
         self.pk_index = self.names.index(self.pk) if self.pk else None
+        self._fast = self._compile_fast_path(sqlite)
 
     def convert(self, row: dict, number: int) -> list:
         """The row's values in column order, ready for the driver; ``ArchiveError`` names what is wrong."""
-        if len(row) == self.width:
-            try:
-                return [check(row[name]) for name, check in self._pairs]
-            except (KeyError, _Invalid):
-                pass
-        return self._convert_carefully(row, number)
+        try:
+            return self._fast(row)
+        except Exception:  # anything unusual: the careful path says exactly what, or copes (defaults)
+            return self._convert_carefully(row, number)
+
+    def convert_many(self, rows: list, first: int) -> list[list]:
+        """``convert`` for consecutive rows, the first of which is row number ``first``."""
+        fast = self._fast
+        try:
+            return [fast(row) for row in rows]
+        except Exception:  # find the row that is unusual, and say what is wrong with it
+            return [self.convert(row, number) for number, row in enumerate(rows, first)]
+
+    def _compile_fast_path(self, sqlite: bool):
+        """A converter specialised to this table's columns, for rows that are exactly as expected.
+
+        A million rows pass through here, so the checks are written out as straight-line
+        code (as ``dataclasses`` and ``namedtuple`` do) instead of a call per column. It
+        raises on anything it does not expect; ``_convert_carefully`` then handles the row.
+        """
+        lines = ["def fast(row):", f"    if len(row) != {self.width}:", "        raise _Unexpected"]
+        for i, (column, name) in enumerate(zip(self.columns, self.names)):
+            kind = _column_kind(column, sqlite)
+            v = f"v{i}"
+            lines.append(f"    {v} = row[{name!r}]")
+            pad = "    "
+            if column.nullable:
+                lines.append(f"    if {v} is not None:")
+                pad = "        "
+            if kind[0] == "int":
+                lines.append(f"{pad}if {v}.__class__ is not int or {v} < {kind[1]} or {v} > {kind[2]}:")
+                lines.append(f"{pad}    raise _Unexpected")
+            elif kind[0] == "bool":
+                lines.append(f"{pad}if {v}.__class__ is not bool:")
+                lines.append(f"{pad}    raise _Unexpected")
+            elif kind[0] == "str":
+                limit = f" or len({v}) > {kind[1]}" if kind[1] else ""
+                lines.append(f"{pad}if {v}.__class__ is not str{limit} or '\\x00' in {v}:")
+                lines.append(f"{pad}    raise _Unexpected")
+            elif kind[0] == "datetime":
+                # The writer's UTC shapes, "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00": validated by
+                # fromisoformat, then re-spelled by slicing (much cheaper than isoformat()).
+                shape = (f"{v}[4] == '-' and {v}[7] == '-' and {v}[10] == 'T' and {v}[13] == ':' "
+                         f"and {v}[16] == ':'")
+                lines += [
+                    f"{pad}if {v}.__class__ is str and len({v}) == 32 and {v}[19] == '.' and "
+                    f"{v}[26:] == '+00:00' and {shape}:",
+                    f"{pad}    _parse({v})\n{pad}    {v} = {v}[:10] + ' ' + {v}[11:26]" if sqlite
+                    else f"{pad}    {v} = _parse({v}[:26])",
+                    f"{pad}elif {v}.__class__ is str and len({v}) == 25 and {v}[19:] == '+00:00' and {shape}:",
+                    f"{pad}    _parse({v})\n{pad}    {v} = {v}[:10] + ' ' + {v}[11:19] + '.000000'" if sqlite
+                    else f"{pad}    {v} = _parse({v}[:19])",
+                    f"{pad}else:",
+                    f"{pad}    {v} = _check{i}({v})",
+                ]
+            else:
+                lines.append(f"{pad}{v} = _check{i}({v})")
+            if not column.nullable:
+                lines.append(f"    if {v} is None:")
+                lines.append("        raise _Unexpected")
+        lines.append("    return [" + ", ".join(f"v{i}" for i in range(self.width)) + "]")
+        namespace = {"_Unexpected": _Invalid, "_parse": datetime.fromisoformat}
+        namespace.update({f"_check{i}": check for i, check in enumerate(self.checks)})
+        exec(compile("\n".join(lines), f"<restore codec {self.name}>", "exec"), namespace)
+        return namespace["fast"]
 
     def _convert_carefully(self, row: dict, number: int) -> list:
+        if row.__class__ is not dict:
+            raise ArchiveError(f"Table {self.name}, row {number}: the row is not a JSON object.")
         where = self.where(row, number)
         for key in row:
             if key not in self.name_set:
@@ -353,11 +439,17 @@ class _Target:
         self.cursor = self.raw.cursor()
         self._savepoints = 0
         self._broken = False
+        self._sqlite_cache = None
 
     # transaction
 
     def begin(self) -> None:
         if self.sqlite:
+            if self._sqlite_cache is None:
+                # A bigger page cache for this connection while it restores: index pages
+                # otherwise spill to the WAL and are written there again and again.
+                self._sqlite_cache = self.scalar("PRAGMA cache_size")
+                self.cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
             # IMMEDIATE takes the write lock now: no other writer can slip in between
             # our reads (existing ids) and our writes.
             self.cursor.execute("BEGIN IMMEDIATE")
@@ -366,6 +458,8 @@ class _Target:
         if self.postgres:
             # Lets an operator (or a test) find this connection in pg_stat_activity.
             self.cursor.execute("SET LOCAL application_name = 'cyberquest-restore'")
+            # Rebuilding the indexes of a bulk-loaded table sorts in memory up to this much.
+            self.cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
 
     def commit(self) -> None:
         self.raw.commit()
@@ -379,6 +473,8 @@ class _Target:
 
     def close(self) -> None:
         try:
+            if self._sqlite_cache is not None and not self._broken:
+                self.cursor.execute(f"PRAGMA cache_size = {int(self._sqlite_cache)}")
             self.cursor.close()
         except Exception:
             pass
@@ -420,12 +516,17 @@ class _Target:
         self.cursor.execute(f"DELETE FROM {self.q(table)}")
         return max(self.cursor.rowcount, 0)
 
+    def copy(self, table: str, names: Sequence[str]):
+        """PostgreSQL: a ``COPY … FROM STDIN`` context whose ``write_row`` takes value lists."""
+        columns = ", ".join(self.q(n) for n in names)
+        return self.cursor.copy(f"COPY {self.q(table)} ({columns}) FROM STDIN")
+
     def insert(self, table: str, names: Sequence[str], rows: list) -> None:
         if not rows:
             return
         columns = ", ".join(self.q(n) for n in names)
         if self.postgres:
-            with self.cursor.copy(f"COPY {self.q(table)} ({columns}) FROM STDIN") as copy:
+            with self.copy(table, names) as copy:
                 for row in rows:
                     copy.write_row(row)
             return
@@ -461,6 +562,29 @@ class _Target:
 
     def existing_keys(self, table: str, key: str, values: Iterable) -> set:
         return {row[0] for row in self.select_where_in(table, [key], key, values)}
+
+    def secondary_indexes(self, table: str) -> list[tuple[str, str]]:
+        """``(name, CREATE statement)`` of the table's non-unique indexes, which a bulk load can rebuild.
+
+        Unique indexes stay: they are what refuses duplicate rows. MariaDB is left alone
+        because DDL there would commit the restore's transaction half-way.
+        """
+        if self.sqlite:
+            self.cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                "AND sql IS NOT NULL", (table,))
+            return [(name, sql) for name, sql in self.cursor.fetchall()
+                    if not sql.lstrip().upper().startswith("CREATE UNIQUE")]
+        if self.postgres:
+            self.cursor.execute(
+                "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+                "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+                "WHERE t.relname = %s AND t.relnamespace = current_schema()::regnamespace "
+                "AND NOT x.indisunique AND NOT x.indisprimary", (table,))
+            return [(name, sql) for name, sql in self.cursor.fetchall()]
+        return []
+
+    def drop_index(self, name: str) -> None:
+        self.cursor.execute(f"DROP INDEX {self.q(name)}")
 
     def move_sequences_past(self, tables: Sequence) -> None:
         """Make the next generated id of each table larger than every id it now holds."""
@@ -596,85 +720,177 @@ class _TableWriter:
         self.name = str(table.name)
         self.codec = restore.codecs[table.name]
         self.counts = restore.counts[table.name]
-        self.batch: list[tuple[int, list]] = []
+        self.values: list[list] = []
         self.rows_seen = 0
         self.fks = [(self.codec.names.index(fk.parent.name), fk.parent.name, fk.column.table.name, fk.column.name)
                     for fk in table.foreign_keys]
         self.unique_columns = [self.codec.names.index(c.name) for c in _unique_columns(table)]
         self.tracks_skips = restore.is_parent.get(self.name, False)
         self.skipped_ids: set = restore.skipped_ids.setdefault(self.name, set())
+        self.dropped_indexes: list[tuple[str, str]] = []
+        self.replacing = restore.options.mode == "replace"
+        # Replace on PostgreSQL streams the whole table through one COPY, so the server
+        # stores rows while this process reads the next ones (no queries in between).
+        self.streaming = self.replacing and self.target.postgres
+        self._copy_stack: ExitStack | None = None
+        self._copy = None
+        self.written_ids: set | None = None
+        if self.replacing:
+            if self.tracks_skips:  # children check their parent ids against this set
+                self.written_ids = restore.written_ids[self.name] = set()
+            for _index, _column, parent, parent_key in self.fks:
+                restore.parent_ids(parent, parent_key)  # loaded now: no query can run during a COPY
+            expected = (restore.archive.record_counts or {}).get(self.name, 0)
+            if expected >= INDEX_REBUILD_MIN_ROWS:
+                self.drop_secondary_indexes()
 
-    def add(self, row) -> None:
-        self.rows_seen += 1
-        if type(row) is not dict:
-            raise ArchiveError(f"Table {self.name}, row {self.rows_seen}: the row is not a JSON object.")
-        self.batch.append((self.rows_seen, self.codec.convert(row, self.rows_seen)))
-        if len(self.batch) >= BATCH_ROWS:
+    def add_rows(self, rows: list) -> None:
+        """Convert and queue rows (numbered from 1 in the order they come); writes full batches."""
+        self.values.extend(self.codec.convert_many(rows, self.rows_seen + 1))
+        self.rows_seen += len(rows)
+        if len(self.values) >= BATCH_ROWS:
             self.flush()
 
+    def finish(self) -> None:
+        """Write what is queued and build again any index dropped for the bulk load."""
+        self.flush()
+        if self._copy_stack is not None:
+            stack, self._copy_stack, self._copy = self._copy_stack, None, None
+            try:
+                stack.close()
+            except self.target.data_errors as exc:
+                raise ArchiveError(self._copy_failure(exc)) from exc
+        for _name, create in self.dropped_indexes:
+            self.target.cursor.execute(create)
+        if self.dropped_indexes:
+            self.restore.report(f"Indexed {self.name}")
+        self.dropped_indexes = []
+
+    def abort(self) -> None:
+        """End an open COPY after a failure elsewhere (the transaction is rolled back next)."""
+        if self._copy_stack is not None:
+            stack, self._copy_stack, self._copy = self._copy_stack, None, None
+            error = ArchiveError("The restore stopped.")
+            try:
+                stack.__exit__(ArchiveError, error, None)
+            except Exception:  # the COPY fails as asked; the rollback follows
+                pass
+
+    def _copy_failure(self, exc) -> str:
+        diag = getattr(exc, "diag", None)
+        context = getattr(diag, "context", None) or ""
+        line = re.search(r"line (\d+)", context)
+        where = f"Table {self.name}, row {line.group(1)}" if line else f"Table {self.name}"
+        detail = " ".join(part for part in (getattr(diag, "message_primary", None),
+                                            getattr(diag, "message_detail", None)) if part)
+        return f"{where} cannot be stored: {(detail or _db_message(exc)).rstrip('.')}."
+
+    def drop_secondary_indexes(self) -> None:
+        for name, create in self.target.secondary_indexes(self.name):
+            self.target.drop_index(name)
+            self.dropped_indexes.append((name, create))
+
     def flush(self) -> None:
-        if not self.batch:
+        if not self.values:
             return
-        batch, self.batch = self.batch, []
-        batch = self._check_parents(batch)
-        if self.restore.options.mode == "replace":
-            self._insert_or_explain(batch)
-            self.counts.inserted += len(batch)
+        values, self.values = self.values, []
+        first = self.rows_seen - len(values) + 1
+        if self.replacing:
+            missing = self._missing_parents(values)
+            if missing:
+                self._refuse_broken_foreign_key(values, first, missing)
+            if self.streaming:
+                self._stream(values)
+            else:
+                self._insert_or_explain(values, first)
+            if self.written_ids is not None:
+                pk_index = self.codec.pk_index
+                self.written_ids.update(row[pk_index] for row in values)
+            self.counts.inserted += len(values)
         else:
-            self._merge(batch)
+            batch = list(zip(range(first, first + len(values)), values))
+            self._merge(self._without_orphans(batch))
         self.restore.report(f"Restoring {self.name} ({self.rows_seen:,} rows read)")
 
     # foreign keys
 
-    def _check_parents(self, batch: list) -> list:
-        """Refuse rows pointing at parents that do not exist; in a merge, skip those whose parent was skipped."""
-        if not self.fks:
-            return batch
-        skip_rows: set[int] = set()
+    def _missing_parents(self, values: list) -> list:
+        """``(index, column, parent, parent key, missing ids)`` for each foreign key whose parent lacks values."""
+        found = []
         for index, column, parent, parent_key in self.fks:
-            values = {values[index] for _, values in batch if values[index] is not None}
-            if not values:
+            wanted = {row[index] for row in values}
+            wanted.discard(None)
+            if not wanted:
                 continue
-            skipped_parents = self.restore.skipped_ids.get(parent, set())
-            missing = values - self.target.existing_keys(parent, parent_key, values)
-            if not missing:
-                continue
-            for position, (number, values_) in enumerate(batch):
-                value = values_[index]
-                if value not in missing:
-                    continue
-                if value in skipped_parents:
-                    skip_rows.add(position)
-                    self._skip(values_, f"its {parent} row ({parent_key} {value}) was skipped")
-                    continue
-                raise ArchiveError(f"{self._where(number, values_)}: {column} {value} refers to a {parent} row "
-                                   "that does not exist (a broken foreign key).")
-        if not skip_rows:
+            known = self.restore.parent_ids(parent, parent_key)
+            if known is None:
+                known = self.target.existing_keys(parent, parent_key, wanted)
+            missing = wanted - known
+            if missing:
+                found.append((index, column, parent, parent_key, missing))
+        return found
+
+    def _refuse_broken_foreign_key(self, values: list, first: int, missing: list) -> None:
+        for offset, row in enumerate(values):
+            for index, column, parent, _key, absent in missing:
+                if row[index] in absent:
+                    raise ArchiveError(f"{self._where(first + offset, row)}: {column} {row[index]} refers to a "
+                                       f"{parent} row that does not exist (a broken foreign key).")
+
+    def _without_orphans(self, batch: list) -> list:
+        """Merge: skip rows whose parent was skipped; refuse rows whose parent does not exist at all."""
+        missing = self._missing_parents([values for _, values in batch])
+        if not missing:
             return batch
-        return [item for position, item in enumerate(batch) if position not in skip_rows]
+        kept = []
+        for number, values in batch:
+            for index, column, parent, parent_key, absent in missing:
+                value = values[index]
+                if value not in absent:
+                    continue
+                if value in self.restore.skipped_ids.get(parent, ()):
+                    self._skip(values, f"its {parent} row ({parent_key} {value}) was skipped")
+                    break
+                raise ArchiveError(f"{self._where(number, values)}: {column} {value} refers to a {parent} row "
+                                   "that does not exist (a broken foreign key).")
+            else:
+                kept.append((number, values))
+        return kept
 
     # replace
 
-    def _insert_or_explain(self, batch: list) -> None:
+    def _stream(self, values: list) -> None:
+        if self._copy is None:
+            self._copy_stack = ExitStack()
+            self._copy = self._copy_stack.enter_context(self.target.copy(self.name, self.codec.names))
+        write = self._copy.write_row
+        try:
+            for row in values:
+                write(row)
+        except self.target.data_errors as exc:
+            raise ArchiveError(self._copy_failure(exc)) from exc
+
+    def _insert_or_explain(self, values: list, first: int) -> None:
         target = self.target
         savepoint = target.savepoint()
         try:
-            target.insert(self.name, self.codec.names, [values for _, values in batch])
+            target.insert(self.name, self.codec.names, values)
         except target.data_errors:
             target.rollback_to(savepoint)
-            self._explain_failed_insert(batch)
+            self._explain_failed_insert(values, first)
             raise
         target.release(savepoint)
 
-    def _explain_failed_insert(self, batch: list) -> None:
+    def _explain_failed_insert(self, values: list, first: int) -> None:
         target = self.target
-        for number, values in batch:
+        for offset, row in enumerate(values):
             savepoint = target.savepoint()
             try:
-                target.insert(self.name, self.codec.names, [values])
+                target.insert(self.name, self.codec.names, [row])
             except target.data_errors as exc:
                 target.rollback_to(savepoint)
-                raise ArchiveError(f"{self._where(number, values)} cannot be stored: {_db_message(exc)}.") from exc
+                raise ArchiveError(f"{self._where(first + offset, row)} cannot be stored: {_db_message(exc)}.") \
+                    from exc
             target.release(savepoint)
 
     # merge
@@ -712,7 +928,7 @@ class _TableWriter:
             return value.casefold().rstrip(" ")
         return value
 
-    def _without_unique_collisions(self, rows: list, *, updating: bool = False) -> list:
+    def _without_unique_collisions(self, rows: list) -> list:
         pk_index = self.codec.pk_index
         for index in self.unique_columns:
             if not rows:
@@ -788,7 +1004,7 @@ class _TableWriter:
                 self.restore.reasons.add(self.name, "identical to the current row", values[pk_index])
             else:
                 changed.append((number, values))
-        changed = self._without_unique_collisions(changed, updating=True)
+        changed = self._without_unique_collisions(changed)
         if not changed:
             return
         names = [n for n in codec.names if n != codec.pk]
@@ -873,7 +1089,22 @@ class _Restore:
         self.counts = {table.name: _Counts() for table in plan.tables}
         self.reasons = _Reasons()
         self.skipped_ids: dict[str, set] = {}
+        # Replace only: ids written so far per parent table, and ids of parents left as they are.
+        self.written_ids: dict[str, set] = {}
+        self._kept_ids: dict[str, set] = {}
         self.is_parent = {name: any(name in parents for parents in plan.parents.values()) for name in plan.names}
+
+    def parent_ids(self, parent: str, key: str) -> set | None:
+        """Replace: every id the parent table will hold (None in a merge, which asks the database)."""
+        if self.options.mode != "replace":
+            return None
+        if parent in self.written_ids:
+            return self.written_ids[parent]
+        if parent not in self._kept_ids:  # a parent outside the restore keeps its rows
+            q = self.target.q
+            self.target.cursor.execute(f"SELECT {q(key)} FROM {q(parent)}")
+            self._kept_ids[parent] = {row[0] for row in self.target.cursor.fetchall()}
+        return self._kept_ids[parent]
 
     def report(self, message: str) -> None:
         if self._progress is not None:
@@ -897,11 +1128,11 @@ class _Restore:
             spool = None
             skipping = False
             for kind, value in self.archive.events(fast):
-                if kind is ROW:
+                if kind is ROWS:
                     if writer is not None:
-                        writer.add(value)
+                        writer.add_rows(value)
                     elif spool is not None:
-                        spool.write(orjson.dumps(value) + b"\n")
+                        spool.write(b"".join(orjson.dumps(row) + b"\n" for row in value))
                     elif not skipping:
                         raise ArchiveError("The archive's rows appear outside a table.")
                 elif kind is TABLE:
@@ -918,7 +1149,7 @@ class _Restore:
                         spool = spooled[value] = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)
                 elif kind is END:
                     if writer is not None:
-                        writer.flush()
+                        writer.finish()
                         done.add(value)
                     writer, spool, skipping = None, None, False
             for table in plan.tables:
@@ -926,10 +1157,19 @@ class _Restore:
                     writer = _TableWriter(self, table)
                     spool = spooled[table.name]
                     spool.seek(0)
+                    rows = []
                     for line in spool:
-                        writer.add(orjson.loads(line))
-                    writer.flush()
+                        rows.append(orjson.loads(line))
+                        if len(rows) >= BATCH_ROWS:
+                            writer.add_rows(rows)
+                            rows = []
+                    writer.add_rows(rows)
+                    writer.finish()
                     done.add(table.name)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
         finally:
             for spool in spooled.values():
                 spool.close()
