@@ -339,3 +339,21 @@ def test_older_archive_without_a_column_gets_its_default(app, client, env, tmp_p
     with app.app_context():
         assert {c.is_read for c in db.session.query(ContactSubmission)} == {False}
         assert {u.last_login for u in db.session.query(User)} == {None}
+
+
+def test_merge_overwrite_skips_an_update_that_would_take_another_rows_unique_value(app, client, env, tmp_path):
+    result_of(restore_upload(client, env["headers"], archive_of(tmp_path, env)))
+    with app.app_context():
+        db.session.add(User(id=9, username="robert", email="robert@example.com", password_hash="x"))
+        db.session.commit()
+    tables = sample_tables()
+    tables["users"][2]["username"] = "robert"  # bob (id 5) renamed to a name user 9 holds
+    tables["users"][1]["email"] = "zoe@example.org"  # a change that collides with nobody
+    result = result_of(restore_upload(client, env["headers"], archive_of(tmp_path, env, tables, name="b.zip"),
+                                      mode="merge", on_conflict="overwrite"))
+    assert result["tables"]["users"] == {"inserted": 0, "updated": 1, "skipped": 2, "deleted": 0}
+    reasons = {(r["table"], r["reason"]): r["ids"] for r in result["skipped_reasons"]}
+    assert reasons[("users", "username already belongs to another users row")] == [5]
+    with app.app_context():
+        assert db.session.get(User, 5).username == "bob"
+        assert db.session.get(User, 2).email == "zoe@example.org"

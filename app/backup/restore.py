@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
 import re
 import tempfile
 from contextlib import ExitStack
@@ -33,7 +32,6 @@ import orjson
 from sqlalchemy import types
 from sqlalchemy.engine import Engine
 
-from ..extensions import db
 from ..models import ApiToken, AuditLog, data_tables
 from .errors import ArchiveError, BackupError, BadRequestError, RestoreError
 from .reader import END, ROWS, TABLE, Archive, LayoutMismatch
@@ -1264,14 +1262,3 @@ def restore_archive(archive: Archive, engine: Engine, options: RestoreOptions, *
         target.close()
     return result
 
-
-def spool_path(directory: str | None = None) -> str:
-    """A fresh temporary file path for an uploaded archive (the caller removes it)."""
-    fd, path = tempfile.mkstemp(prefix="cyberquest-restore-", suffix=".zip", dir=directory)
-    os.close(fd)
-    return path
-
-
-def engine_for_session():
-    """The application's engine (a seam for verify, which restores into a scratch engine)."""
-    return db.engine

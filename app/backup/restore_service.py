@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
@@ -91,9 +92,9 @@ def upload_source(upload, app=None) -> ArchiveSource:
     """
     app = app or current_app
     limit = Limits.from_config(app.config).max_size
-    from .restore import spool_path
-
-    path = spool_path(app.config.get("BACKUP_UPLOAD_DIRECTORY"))
+    fd, path = tempfile.mkstemp(prefix="cyberquest-restore-", suffix=".zip",
+                                dir=app.config.get("BACKUP_UPLOAD_DIRECTORY"))
+    os.close(fd)
     size = 0
     try:
         with open(path, "wb") as out:
