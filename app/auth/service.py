@@ -232,15 +232,19 @@ def verify_email(token: str) -> User:
     return user
 
 
+def _user_by_email(email: str) -> User | None:
+    return db.session.execute(
+        select(User).where(func.lower(User.email) == email.strip().lower()).order_by(User.id)
+    ).scalars().first()
+
+
 def resend_verification(email: str) -> None:
     """Mail a new verification link when ``email`` belongs to an account never verified.
 
     Says nothing about whether it did (no account enumeration). Mail failures are
     logged, not raised, for the same reason.
     """
-    user = db.session.execute(
-        select(User).where(func.lower(User.email) == email.strip().lower()).order_by(User.id)
-    ).scalars().first()
+    user = _user_by_email(email)
     if user is None or user.is_active:
         return
     ever_verified = db.session.execute(
@@ -266,9 +270,7 @@ def request_password_reset(email: str) -> None:
     Says nothing about whether it did (no account enumeration). Mail failures are
     logged, not raised, for the same reason.
     """
-    user = db.session.execute(
-        select(User).where(func.lower(User.email) == email.strip().lower()).order_by(User.id)
-    ).scalars().first()
+    user = _user_by_email(email)
     if user is None or not user.is_active:
         return
     if _recent_count(PasswordResetToken, user.id) >= MAX_LINK_MAILS_PER_HOUR:
