@@ -245,3 +245,31 @@ def test_sessions_of_accounts_whose_password_the_restore_changed_end(app, client
     page = zoe.get("/auth/login")
     assert page.status_code == 200  # anonymous again: the login page renders instead of redirecting
     assert login(app.test_client(), "zoë", "zoe-password-1").status_code == 302
+
+
+def test_while_a_restore_holds_sqlites_write_lock_another_request_gets_409_at_once(app, admin_client, env, archive):
+    import sqlite3
+    from io import BytesIO
+
+    token = csrf_token_from(admin_client.get("/admin/").get_data(as_text=True))
+    with app.app_context():
+        job = jobs.create_job("restore", "someone")
+        jobs.acquire_exclusive(job.id)
+        job_id = job.id
+    writer = sqlite3.connect(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"))
+    writer.execute("BEGIN IMMEDIATE")  # what a restore in progress holds
+    try:
+        started = time.monotonic()
+        # A browser session (a Bearer request would wait on recording the token's last use).
+        response = admin_client.post("/admin/restore-backup", headers={"Accept": "application/json"},
+                                     content_type="multipart/form-data",
+                                     data={"mode": "merge", "confirm": "merge", "wait": "1", "csrf_token": token,
+                                           "password": ADMIN_PASSWORD,
+                                           "backup_file": (BytesIO(archive.read_bytes()), "a.zip")})
+        assert response.status_code == 409 and response.get_json()["job"]["id"] == job_id
+        assert time.monotonic() - started < 5
+    finally:
+        writer.rollback()
+        writer.close()
+        with app.app_context():
+            jobs.release_exclusive(job_id)

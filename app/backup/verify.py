@@ -21,7 +21,7 @@ from ..models import data_tables, utcnow
 from . import jobs
 from .errors import BackupError
 from .restore import RestoreOptions, check_archive_against_schema, restore_archive
-from .restore_service import ArchiveSource, listed_source, known_revisions, open_archive
+from .restore_service import ArchiveSource, known_revisions, listed_source, open_archive, refuse_while_locked
 from .service import BackupService
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,9 @@ def verify_source(source: ArchiveSource, *, actor: str | None, trust_unsigned: b
                   progress: ProgressCallback | None = None) -> dict:
     """Verify any archive (a listed backup or a file) as a ``verify`` job; records listed ones."""
     app = current_app._get_current_object()
+    if db.engine.dialect.name == "sqlite":
+        # A restore holds SQLite's write lock: the verify job could not even be recorded.
+        refuse_while_locked(kinds=("restore",))
     trusted = trust_unsigned
     if source.listed_name is not None:
         trusted = trusted or not BackupService(app).get(source.listed_name)["signed"]
