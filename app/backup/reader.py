@@ -9,11 +9,13 @@ decompression limits, hashing what it decompresses and, once the member ends,
 comparing the hash and the row counts with the metadata.
 
 Two parsers produce the same events. The fast one reads the one-row-per-line
-layout that ``archive.write_archive`` produces and hands each line to orjson; on
-anything else it raises ``LayoutMismatch`` and the caller starts again with the
-general one, an ijson event stream that accepts any valid JSON layout (key order,
-whitespace and line breaks anywhere, like the original CyberQuest's
-``json.dumps(indent=2)``). Neither holds more than one row in memory.
+layout that ``archive.write_archive`` produces and hands each run of row lines
+(about a megabyte) to one orjson call; on anything else it raises
+``LayoutMismatch`` and the caller starts again with the general one, an ijson
+event stream that accepts any valid JSON layout (key order, whitespace and line
+breaks anywhere, like the original CyberQuest's ``json.dumps(indent=2)``).
+Memory is bounded either way: a few megabytes of text and the rows parsed from it.
+Reading, inflating and hashing run on a helper thread (``_Prefetch``).
 """
 from __future__ import annotations
 

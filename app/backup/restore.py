@@ -13,6 +13,11 @@ foreign-key order. Merge matches rows by primary key (``on_conflict`` = skip or
 overwrite) and skips, with a reason, rows that collide on another unique column
 and rows whose parent was skipped. Sequences are moved past the restored ids.
 
+Bulk loads (replace) work like ``sqlite3 < dump.sql`` and ``pg_restore``: a large
+table's non-unique indexes are dropped and built again once its rows are in
+(inside the same transaction, so a rollback restores them), and on PostgreSQL
+each table streams through a single COPY.
+
 Nothing here knows about HTTP, jobs or where the archive came from.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ from .errors import BadRequestError, TooLargeError
 from .http import actor_name, done, flag, request_fields
 from .reader import Limits, human_size
 from .restore import RestoreOptions, parse_tables
-from .restore_service import listed_source, start_restore, upload_source, session_still_valid
+from .restore_service import listed_source, session_still_valid, start_restore, upload_source
 from .verify import verify_listed_backup
 
 bp = Blueprint("restore", __name__)
