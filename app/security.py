@@ -4,16 +4,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import abort, current_app, g, redirect, request, url_for
 from flask_login import current_user
+from sqlalchemy.exc import OperationalError
 
 from .extensions import csrf, db
 from .models import ApiToken, User, password_fingerprint, utcnow
 
+TOKEN_USE_RECORD_INTERVAL = timedelta(hours=1)
 _DEFAULT_HASHER = PasswordHasher()
 # Tests trade strength for speed; production uses argon2-cffi's defaults.
 _FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -96,8 +99,15 @@ def user_for_token(token: str) -> User | None:
     user = db.session.get(User, row.user_id)
     if user is None or not user.is_active or not user.is_admin:
         return None
-    row.last_used_at = utcnow()
-    db.session.commit()
+    now = utcnow()
+    # Recorded at most hourly and best effort: a restore holding SQLite's write lock
+    # must not make every API request (job polling included) wait for it.
+    if row.last_used_at is None or now - row.last_used_at > TOKEN_USE_RECORD_INTERVAL:
+        row.last_used_at = now
+        try:
+            db.session.commit()
+        except OperationalError:
+            db.session.rollback()
     return user
 
 

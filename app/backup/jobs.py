@@ -93,6 +93,8 @@ def acquire_exclusive(job_id: str | None, name: str = EXCLUSIVE_LOCK) -> None:
             db.session.execute(delete(OperationLock).where(OperationLock.name == name,
                                                            OperationLock.owner == held.owner,
                                                            OperationLock.acquired_at == held.acquired_at))
+            # The session must forget the stale row before the next try adds one with the same key.
+            db.session.expunge(held)
             db.session.commit()
             continue
         running = db.session.get(BackupJob, held.job_id) if held.job_id else None
@@ -216,6 +218,12 @@ def run_job(kind: str, created_by: str | None, work: Callable[[JobHandle], dict]
     returns at once; otherwise it returns when the job has finished (and re-raises
     a ``BackupError`` the work raised).
     """
+    if exclusive:
+        # Checked before the job row is written: on SQLite a running restore holds the
+        # write lock, and the insert would wait for it instead of answering 409 at once.
+        running = exclusive_is_held()
+        if running is not None:
+            raise ConflictError("Another backup or restore is running; wait for it to finish.", job=running)
     job = create_job(kind, created_by)
     if exclusive:
         try:
