@@ -18,7 +18,7 @@ from app.backup.service import BackupService, metadata_cache_info
 from app.extensions import db
 from app.models import BackupRecord
 from tests.backup_support import archive_members, resign, seed_sample_rows, write_zip
-from tests.conftest import build_app, test_settings
+from tests.conftest import build_app, service_unavailable, test_settings
 
 
 def backup_dir(app) -> Path:
@@ -171,7 +171,7 @@ def tiny_disk(tmp_path):
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here to fill a disk: {done.stderr.strip()}")
+        service_unavailable("A 64 KiB tmpfs (mount needs root) to fill a disk", RuntimeError(done.stderr.strip()))
     yield mountpoint
     subprocess.run(["umount", str(mountpoint)], check=True)
 
