@@ -128,6 +128,19 @@ def exclusive_is_held() -> dict | None:
     return job_to_dict(job) if job else {"id": held.job_id}
 
 
+def refuse_while_locked(kinds: tuple[str, ...] | None = None) -> None:
+    """``ConflictError`` (409, carrying the job) when a backup or restore holds the lock.
+
+    Asked before anything is written: on SQLite a running restore holds the write
+    lock, so even recording a new job would wait for it (up to the busy timeout)
+    instead of answering at once. ``kinds`` limits the refusal to jobs of those kinds.
+    """
+    held = exclusive_is_held()
+    db.session.rollback()
+    if held is not None and (kinds is None or held.get("kind") in kinds):
+        raise ConflictError("Another backup or restore is running; wait for it to finish.", job=held)
+
+
 # --- Jobs -------------------------------------------------------------------------
 
 def _fail_job(job_id: str | None, message: str) -> None:
@@ -219,11 +232,7 @@ def run_job(kind: str, created_by: str | None, work: Callable[[JobHandle], dict]
     a ``BackupError`` the work raised).
     """
     if exclusive:
-        # Checked before the job row is written: on SQLite a running restore holds the
-        # write lock, and the insert would wait for it instead of answering 409 at once.
-        running = exclusive_is_held()
-        if running is not None:
-            raise ConflictError("Another backup or restore is running; wait for it to finish.", job=running)
+        refuse_while_locked()
     job = create_job(kind, created_by)
     if exclusive:
         try:

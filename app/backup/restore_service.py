@@ -26,7 +26,7 @@ from flask import current_app
 from ..extensions import db
 from ..models import AuditLog
 from . import format, jobs
-from .errors import BackupError, BackupNotFoundError, BadRequestError, ConflictError, TooLargeError
+from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
 from .reader import Archive, Limits, human_size
 from .restore import RestoreOptions, check_archive_against_schema, restore_archive
 from .service import BackupService
@@ -163,7 +163,8 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
     background = not (wait or options.dry_run)
     handed_off = False
     try:
-        refuse_while_locked()
+        # Early, so a locked instance does not first validate a large upload.
+        jobs.refuse_while_locked()
         check_request(app, source, options)
 
         def work(handle: jobs.JobHandle) -> dict:
@@ -187,19 +188,6 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
         return {"job": BackupService.job(job.id)}
     result = orjson.loads(job.result) if job.result else None
     return {"preview": result} if options.dry_run else {"restore": result}
-
-
-def refuse_while_locked(kinds: tuple[str, ...] | None = None) -> None:
-    """``ConflictError`` (409, carrying the job) when a backup or restore holds the lock.
-
-    Asked before anything is written: on SQLite a running restore holds the write
-    lock, so even recording a new job would wait for it (up to the busy timeout)
-    instead of answering at once. ``kinds`` limits the refusal to jobs of those kinds.
-    """
-    held = jobs.exclusive_is_held()
-    db.session.rollback()
-    if held is not None and (kinds is None or held.get("kind") in kinds):
-        raise ConflictError("Another backup or restore is running; wait for it to finish.", job=held)
 
 
 def perform_restore(app, source: ArchiveSource, options: RestoreOptions, *, actor: str | None,

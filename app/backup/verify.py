@@ -21,7 +21,7 @@ from ..models import data_tables, utcnow
 from . import jobs
 from .errors import BackupError
 from .restore import RestoreOptions, check_archive_against_schema, restore_archive
-from .restore_service import ArchiveSource, known_revisions, listed_source, open_archive, refuse_while_locked
+from .restore_service import ArchiveSource, known_revisions, listed_source, open_archive
 from .service import BackupService
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def verify_source(source: ArchiveSource, *, actor: str | None, trust_unsigned: b
     app = current_app._get_current_object()
     if db.engine.dialect.name == "sqlite":
         # A restore holds SQLite's write lock: the verify job could not even be recorded.
-        refuse_while_locked(kinds=("restore",))
+        jobs.refuse_while_locked(kinds=("restore",))
     trusted = trust_unsigned
     if source.listed_name is not None:
         trusted = trusted or not BackupService(app).get(source.listed_name)["signed"]
