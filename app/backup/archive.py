@@ -467,10 +467,4 @@ def read_metadata(fileobj: BinaryIO) -> dict:
                 raw = member.read(METADATA_MAX_BYTES + 1)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
         raise ArchiveError(f"The file is not a readable ZIP archive ({exc}).") from exc
-    try:
-        metadata = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ArchiveError(f"The archive's {format.METADATA_MEMBER} is not valid JSON.") from exc
-    if not isinstance(metadata, dict):
-        raise ArchiveError(f"The archive's {format.METADATA_MEMBER} is not a JSON object.")
-    return metadata
+    return format.parse_json_object(format.METADATA_MEMBER, raw)

@@ -12,6 +12,8 @@ from decimal import Decimal
 
 import orjson
 
+from .errors import ArchiveError
+
 FORMAT_VERSION = 1
 APP_NAME = "CyberQuest"
 DATA_MEMBER = "database_backup.json"
@@ -48,6 +50,17 @@ def signature_is_valid(metadata: dict, key: bytes) -> bool:
     if not isinstance(signature, str):
         return False
     return hmac.compare_digest(signature, sign_metadata(metadata, key))
+
+
+def parse_json_object(member: str, raw: bytes) -> dict:
+    """``raw`` parsed as a JSON object; ``ArchiveError`` naming ``member`` otherwise."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ArchiveError(f"The archive's {member} is not valid JSON ({exc}).") from exc
+    if not isinstance(value, dict):
+        raise ArchiveError(f"The archive's {member} is not a JSON object.")
+    return value
 
 
 def json_default(value):

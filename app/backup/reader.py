@@ -331,7 +331,7 @@ class Archive:
         self.metadata = self._read_json_member(format.METADATA_MEMBER)
         app_info_bytes = _MemberStream(self.fh, self.members[format.APP_INFO_MEMBER], self.limits,
                                        digest=False).read_all() if self._small(format.APP_INFO_MEMBER) else b""
-        self.app_info = self._parse_object(format.APP_INFO_MEMBER, app_info_bytes)
+        self.app_info = format.parse_json_object(format.APP_INFO_MEMBER, app_info_bytes)
         self._check_metadata(app_info_bytes)
         self._check_signature(signing_key, trust_unsigned)
 
@@ -384,19 +384,10 @@ class Archive:
             raise ArchiveError(f"{name} is implausibly large ({human_size(self.members[name].file_size)}).")
         return True
 
-    def _parse_object(self, name: str, raw: bytes) -> dict:
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ArchiveError(f"{name} is not valid JSON ({exc}).") from exc
-        if not isinstance(value, dict):
-            raise ArchiveError(f"{name} is not a JSON object.")
-        return value
-
     def _read_json_member(self, name: str) -> dict:
         self._small(name)
         raw = _MemberStream(self.fh, self.members[name], self.limits, digest=False).read_all()
-        return self._parse_object(name, raw)
+        return format.parse_json_object(name, raw)
 
     def _check_metadata(self, app_info_bytes: bytes) -> None:
         meta = self.metadata
