@@ -6,6 +6,9 @@ throwaway database created here and dropped afterwards. With REQUIRE_SERVICES=1
 """
 from __future__ import annotations
 
+import email
+import email.policy
+import html
 import os
 import re
 import socket
@@ -226,6 +229,18 @@ def user_client(client, plain_user):
     response = login(client, plain_user["username"], plain_user["password"])
     assert response.status_code == 302
     return client
+
+
+def mail_text(envelope) -> str:
+    """The decoded plain-text body of a received message, as the recipient reads it."""
+    message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    return message.get_body(("plain",)).get_content()
+
+
+def flashes(response) -> list[str]:
+    """The flash messages a user sees on the page."""
+    return [html.unescape(m) for m in
+            re.findall(r'<div class="flash[^"]*" role="alert">(.*?)</div>', response.get_data(as_text=True))]
 
 
 def count_rows(app) -> dict:

@@ -1,18 +1,11 @@
 """Logging in: by username or e-mail, every attempt recorded, lock-out per account and per IP."""
-import html
-import re
 
 from app import create_app
 from app.auth.service import GENERIC_LOGIN_ERROR
 from app.extensions import db
 from app.models import LoginAttempt
-from tests.conftest import USER_PASSWORD, csrf_token_from, login, test_settings
+from tests.conftest import USER_PASSWORD, csrf_token_from, flashes, login, test_settings
 
-
-def flashes(response) -> list[str]:
-    """The flash messages a user sees on the page."""
-    return [html.unescape(m) for m in
-            re.findall(r'<div class="flash[^"]*" role="alert">(.*?)</div>', response.get_data(as_text=True))]
 
 
 def attempts(app) -> list[LoginAttempt]:

@@ -1,27 +1,15 @@
 """Registration with e-mail verification, through a real SMTP server."""
-import email
-import email.policy
-import html
 import re
 from datetime import timedelta
 
 from app.auth.service import GENERIC_LOGIN_ERROR
 from app.extensions import db
 from app.models import EmailVerification, User
-from tests.conftest import csrf_token_from, free_port, login
+from tests.conftest import csrf_token_from, flashes, free_port, login, mail_text
 
 VERIFY_LINK = re.compile(r"http://localhost/auth/verify-email/([0-9a-f]{64})")
 
 
-def mail_text(envelope) -> str:
-    """The decoded plain-text body of a received message, as the recipient reads it."""
-    message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-    return message.get_body(("plain",)).get_content()
-
-
-def flashes(response) -> list[str]:
-    return [html.unescape(m) for m in
-            re.findall(r'<div class="flash[^"]*" role="alert">(.*?)</div>', response.get_data(as_text=True))]
 
 
 def register(client, username="bob", mail="bob@example.com", password="bob-password-1", confirm=None):

@@ -1,27 +1,16 @@
 """Forgot and reset password through a real SMTP server: single use, expiring, no enumeration."""
-import email
-import email.policy
-import html
 import re
 from datetime import timedelta
 
 from app.auth.service import GENERIC_LOGIN_ERROR, MAX_LINK_MAILS_PER_HOUR
 from app.extensions import db
 from app.models import PasswordResetToken
-from tests.conftest import USER_PASSWORD, csrf_token_from, login
+from tests.conftest import USER_PASSWORD, csrf_token_from, flashes, login, mail_text
 
 RESET_LINK = re.compile(r"http://localhost/auth/reset-password/([0-9a-f]{64})")
 NEW_PASSWORD = "brand-new-password-2"
 
 
-def mail_text(envelope) -> str:
-    message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-    return message.get_body(("plain",)).get_content()
-
-
-def flashes(response) -> list[str]:
-    return [html.unescape(m) for m in
-            re.findall(r'<div class="flash[^"]*" role="alert">(.*?)</div>', response.get_data(as_text=True))]
 
 
 def forgot(client, address):
