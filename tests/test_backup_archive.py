@@ -190,13 +190,12 @@ def fidelity_app(tmp_path_factory):
         db.engine.dispose()
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(users=user_rows, contacts=contact_rows)
-def test_rows_round_trip_through_the_archive_with_their_types(fidelity_app, users, contacts):
+def load_generated_rows(app, users, contacts):
+    """Replace the data tables' content with the generated rows (given unique ids and names)."""
     users = [dict(row, id=i + 1, username=f"{i}:{row['username']}", email=f"{i}:{row['email']}")
              for i, row in enumerate(users)]
     contacts = [dict(row, id=i + 1) for i, row in enumerate(contacts)]
-    with fidelity_app.app_context():
+    with app.app_context():
         tables = {t.name: t for t in data_tables()}
         with db.engine.begin() as conn:
             for table in reversed(data_tables()):
@@ -205,6 +204,15 @@ def test_rows_round_trip_through_the_archive_with_their_types(fidelity_app, user
                 conn.execute(tables["users"].insert(), users)
             if contacts:
                 conn.execute(tables["contact_submissions"].insert(), contacts)
+    return users, contacts
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(users=user_rows, contacts=contact_rows)
+def test_rows_round_trip_through_the_archive_with_their_types(fidelity_app, users, contacts):
+    users, contacts = load_generated_rows(fidelity_app, users, contacts)
+    with fidelity_app.app_context():
+        tables = {t.name: t for t in data_tables()}
         out = io.BytesIO()
         with snapshot_connection(db.engine) as conn:
             archive.write_archive(out, conn, data_tables(), created_at=datetime.now(timezone.utc),
@@ -229,18 +237,9 @@ def test_rows_round_trip_through_the_archive_with_their_types(fidelity_app, user
 @given(users=user_rows, contacts=contact_rows)
 def test_sqlite_json_encoding_is_byte_for_byte_the_orjson_encoding(fidelity_app, users, contacts):
     """The fast SQLite path (json_object in SQL) must write exactly what the generic path writes."""
-    users = [dict(row, id=i + 1, username=f"{i}:{row['username']}", email=f"{i}:{row['email']}")
-             for i, row in enumerate(users)]
-    contacts = [dict(row, id=i + 1) for i, row in enumerate(contacts)]
+    users, contacts = load_generated_rows(fidelity_app, users, contacts)
     with fidelity_app.app_context():
         tables = {t.name: t for t in data_tables()}
-        with db.engine.begin() as conn:
-            for table in reversed(data_tables()):
-                conn.execute(table.delete())
-            if users:
-                conn.execute(tables["users"].insert(), users)
-            if contacts:
-                conn.execute(tables["contact_submissions"].insert(), contacts)
         with snapshot_connection(db.engine) as conn:
             for name in ("users", "contact_submissions"):
                 expression = archive._sqlite_fast_path_applies(conn, tables[name])
