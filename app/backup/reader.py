@@ -29,7 +29,7 @@ import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import ijson
 import orjson
@@ -43,8 +43,13 @@ from . import format
 from .errors import ArchiveError, BackupError, TooLargeError
 
 TABLE, ROWS, END = "table", "rows", "end"
+# Rows a consumer's decoder already checked and converted to value tuples (see ``events``).
+VALUES = "values"
 # Rows are handed over in lists of up to this many, to keep per-row overhead low.
 ROWS_PER_EVENT = 1000
+
+# ``decode(table, json_array_bytes)``: value tuples, or None to have the rows parsed as dicts.
+RowsDecoder = Callable[[str, bytes], "list | None"]
 
 # Original CyberQuest archives carry "version" instead of "format_version".
 LEGACY_VERSIONS = ("1.0", "2.0")
@@ -474,7 +479,7 @@ class Archive:
         """How much of the data member the current ``events`` pass has read (0..1)."""
         return self._data_stream.fraction if self._data_stream is not None else 0.0
 
-    def events(self, fast: bool = True) -> Iterator[tuple[str, object]]:
+    def events(self, fast: bool = True, decode: RowsDecoder | None = None) -> Iterator[tuple[str, object]]:
         """Stream the data member as ``(TABLE, name)``, ``(ROWS, [row, …])``…, ``(END, name)`` events.
 
         Each call starts from the beginning. When the member has been read to
@@ -482,13 +487,17 @@ class Archive:
         consumer must exhaust the iterator before trusting what it read.
         ``fast`` tries the one-row-per-line layout and raises ``LayoutMismatch``
         when the member is laid out otherwise.
+
+        ``decode(table, json_array_bytes)`` (fast layout only) may turn a run of
+        rows straight into value tuples, yielded as ``(VALUES, [tuple, …])``; when it
+        returns None the rows are parsed here and yielded as ``ROWS`` as usual.
         """
         self._stop_prefetch()
         stream = _MemberStream(self.fh, self.members[format.DATA_MEMBER], self.limits, digest=True)
         self._data_stream = stream
         self._prefetch = _Prefetch(stream.chunks())
         try:
-            yield from self._counted(_fast_events(self._prefetch) if fast else _json_events(self._prefetch), stream)
+            yield from self._counted(_fast_events(self._prefetch, decode) if fast else _json_events(self._prefetch), stream)
         finally:
             self._stop_prefetch()
 
@@ -508,7 +517,7 @@ class Archive:
                     raise ArchiveError(f"{format.DATA_MEMBER} holds the table {value!r}, which its metadata "
                                        "does not list.")
                 current, counts[value] = value, 0
-            elif kind is ROWS:
+            elif kind is ROWS or kind is VALUES:
                 counts[current] += len(value)
             else:
                 expected = (self.record_counts or {}).get(value)
@@ -568,7 +577,7 @@ _TOKEN = re.compile(rb'\s*(?:([{}\[\],:])|("(?:[^"\\\x00-\x1f]|\\.)*"))')
 _DOC, _KEY_OR_CLOSE, _KEY, _COLON, _OPEN, _ROW_OR_END, _ROW, _AFTER_ROW, _AFTER_TABLE, _DONE = range(10)
 
 
-def _fast_events(chunks: Iterator[bytes]) -> Iterator[tuple[str, object]]:
+def _fast_events(chunks: Iterator[bytes], decode: RowsDecoder | None = None) -> Iterator[tuple[str, object]]:
     """Events from the writer's layout: runs of row lines are parsed by one orjson call each.
 
     JSON strings cannot hold a raw newline, so a line starting with ``]`` can only
@@ -601,11 +610,16 @@ def _fast_events(chunks: Iterator[bytes]) -> Iterator[tuple[str, object]]:
                     if state == _AFTER_ROW:
                         raise LayoutMismatch("two rows without a comma between them")
                     trailing_comma = region[-1:] == b","
-                    try:
-                        rows = loads(b"[" + (region[:-1] if trailing_comma else region) + b"]")
-                    except decode_error:
-                        raise LayoutMismatch("rows that are not one compact object per line") from None
-                    yield ROWS, rows
+                    blob = b"[" + (region[:-1] if trailing_comma else region) + b"]"
+                    values = decode(name, blob) if decode is not None else None
+                    if values is not None:
+                        yield VALUES, values
+                    else:
+                        try:
+                            rows = loads(blob)
+                        except decode_error:
+                            raise LayoutMismatch("rows that are not one compact object per line") from None
+                        yield ROWS, rows
                     state = _ROW if trailing_comma else _AFTER_ROW
                 if end < 0 and at_end:
                     break

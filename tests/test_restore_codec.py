@@ -1,0 +1,116 @@
+"""The msgspec decoder is only a faster way to the careful path's answer.
+
+``TableCodec.decode_json`` checks and converts a run of rows in C. Whatever it
+accepts must be accepted by the careful, per-row path with exactly the same
+values; whatever is unusual must make it step aside (None), so the careful path
+can give its precise message. Hypothesis throws valid and broken rows at both.
+"""
+import json
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.backup.errors import ArchiveError
+from app.backup.restore import TableCodec, _column_kind
+from app.models import data_tables
+
+TABLES = {table.name: table for table in data_tables()}
+CODECS = {(name, dialect): TableCodec(table, dialect) for name, table in TABLES.items()
+          for dialect in ("sqlite", "postgresql")}
+
+
+def dumps(rows) -> bytes:
+    return json.dumps(rows, separators=(",", ":")).encode()
+
+dates = st.datetimes().map(lambda moment: moment.isoformat() + "+00:00") | st.sampled_from([
+    "2025-12-23T01:57:51+00:00", "2025-12-23T01:57:51.123456+00:00", "2025-02-30T01:57:51+00:00",
+    "2025-12-23T01:57:51Z", "2025-12-23T03:57:51+02:00", "2025-12-23 01:57:51", "not a date",
+    "2025-12-23T01:57:51.123+00:00"])
+anything = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | \
+    st.text(max_size=5) | st.just("a\x00b") | st.lists(st.integers(), max_size=2)
+
+
+def good_value(column, sqlite: bool):
+    """Values the careful path accepts, right up to each limit and (for strings) just past it."""
+    kind = _column_kind(column, sqlite)
+    if kind[0] == "int":
+        good = st.integers(-1000, 10**6) | st.sampled_from([kind[1], kind[2]])
+    elif kind[0] == "bool":
+        good = st.booleans()
+    elif kind[0] == "str":
+        limit = kind[1] or 300
+        good = st.text(max_size=20) | st.text(min_size=limit - 1, max_size=limit)
+    else:
+        good = dates
+    return good | st.none() if column.nullable else good
+
+
+def bad_value(column, sqlite: bool):
+    """Near misses: one past a limit, the wrong type, null where null is refused."""
+    kind = _column_kind(column, sqlite)
+    if kind[0] == "int":
+        return st.sampled_from([kind[1] - 1, kind[2] + 1, 1.0, True, "1"]) | anything
+    if kind[0] == "str":
+        limit = kind[1] or 300
+        return st.text(min_size=limit + 1, max_size=limit + 2) | st.just("a\x00b") | anything
+    return anything
+
+
+def row_for(table, sqlite: bool):
+    """A valid row, or one with a single flaw: a near-miss value, a missing or an unknown column."""
+    names = [column.name for column in table.columns]
+    valid = st.fixed_dictionaries({column.name: good_value(column, sqlite) for column in table.columns})
+    flawed_value = st.sampled_from(list(table.columns)).flatmap(
+        lambda column: st.tuples(st.just(column.name), bad_value(column, sqlite)))
+    with_bad_value = st.tuples(valid, flawed_value).map(lambda pair: {**pair[0], pair[1][0]: pair[1][1]})
+    without_column = st.tuples(valid, st.sampled_from(names)).map(
+        lambda pair: {k: v for k, v in pair[0].items() if k != pair[1]})
+    with_unknown = valid.map(lambda row: {**row, "surprise": 1})
+    return st.one_of(valid, valid, with_bad_value, with_bad_value, without_column, with_unknown)
+
+
+WRITER_SHAPE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
+
+
+def plain(codec, row) -> bool:
+    """Exactly the table's columns, dates in the shapes our writer produces."""
+    return set(row) == set(codec.names) and all(
+        row[column.name] is None or WRITER_SHAPE.fullmatch(str(row[column.name]))
+        for column in codec.columns if _column_kind(column, True)[0] == "datetime")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("table_name", sorted(TABLES))
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_fast_decoder_agrees_with_the_careful_path(dialect, table_name, data):
+    table = TABLES[table_name]
+    codec = CODECS[(table_name, dialect)]
+    assert codec.decode_json is not None, "every data table qualifies for the fast decoder"
+    rows = data.draw(st.lists(row_for(table, dialect == "sqlite"), min_size=1, max_size=3))
+    decoded = codec.decode_json(dumps(rows))
+    try:
+        careful = [tuple(codec.convert(row, number)) for number, row in enumerate(rows, 1)]
+    except ArchiveError:
+        careful = None
+    if decoded is None:
+        # Stepped aside, which is only right for something unusual: the careful path answers.
+        assert careful is None or not all(plain(codec, row) for row in rows), \
+            "the fast decoder gave up on plain valid rows"
+        return
+    assert careful is not None, "the fast decoder accepted rows the careful path refuses"
+    assert [tuple(values) for values in decoded] == careful
+
+
+def test_the_fast_decoder_steps_aside_for_a_nul_and_for_unknown_columns():
+    codec = CODECS[("contact_submissions", "sqlite")]
+    row = {"id": 1, "name": "A", "email": "a@example.org", "subject": None, "message": "hi",
+           "created_at": "2025-12-23T01:57:51+00:00", "is_read": False}
+    assert codec.decode_json(dumps([row])) == [(1, "A", "a@example.org", None, "hi",
+                                                       "2025-12-23 01:57:51.000000", False)]
+    assert codec.decode_json(dumps([{**row, "message": "a\x00b"}])) is None
+    assert codec.decode_json(dumps([{**row, "colour": "red"}])) is None
+    with pytest.raises(ArchiveError, match="unknown column 'colour'"):
+        codec.convert({**row, "colour": "red"}, 1)
