@@ -594,7 +594,12 @@ class _Target:
     def copy(self, table: str, names: Sequence[str]):
         """PostgreSQL: a ``COPY … FROM STDIN`` context whose ``write_row`` takes value lists."""
         columns = ", ".join(self.q(n) for n in names)
-        return self.cursor.copy(f"COPY {self.q(table)} ({columns}) FROM STDIN")
+        # A queued writer sends the data from a thread of its own (outside the GIL), so
+        # the server takes in rows while this thread parses the next ones.
+        from psycopg.copy import QueuedLibpqWriter
+
+        return self.cursor.copy(f"COPY {self.q(table)} ({columns}) FROM STDIN",
+                                writer=QueuedLibpqWriter(self.cursor))
 
     def insert(self, table: str, names: Sequence[str], rows: list) -> None:
         if not rows:
