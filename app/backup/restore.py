@@ -42,6 +42,7 @@ from sqlalchemy.engine import Engine
 from ..models import ApiToken, AuditLog, data_tables
 from .errors import ArchiveError, BackupError, BadRequestError, RestoreError
 from .reader import END, ROWS, TABLE, VALUES, Archive, LayoutMismatch
+from .sqlite_worker import SQLiteWorker
 
 log = logging.getLogger(__name__)
 
@@ -509,8 +510,10 @@ class _Target:
         self.placeholder = "?" if engine.dialect.paramstyle in ("qmark",) else "%s"
         dbapi = engine.dialect.loaded_dbapi
         self.data_errors = (dbapi.IntegrityError, dbapi.DataError)
-        self.raw = engine.raw_connection()
-        self.driver = self.raw.driver_connection
+        database = _sqlite_file(engine)
+        # SQLite files are written by a child process, so writing overlaps reading the archive.
+        self.pipelined = database is not None
+        self.raw = SQLiteWorker(database) if self.pipelined else engine.raw_connection()
         self.cursor = self.raw.cursor()
         self._savepoints = 0
         self._broken = False
@@ -518,13 +521,18 @@ class _Target:
 
     # transaction
 
-    def begin(self) -> None:
+    def begin(self, replacing: bool = False) -> None:
         if self.sqlite:
             if self._sqlite_cache is None:
                 # A bigger page cache for this connection while it restores: index pages
                 # otherwise spill to the WAL and are written there again and again.
                 self._sqlite_cache = self.scalar("PRAGMA cache_size")
                 self.cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+            if self.pipelined and replacing:
+                # The child's connection ends with the restore. A replace checks every
+                # foreign key itself (``_missing_parents``, ``_refuse_orphaning_children``),
+                # so SQLite need not look each parent up again, as ``sqlite3 < dump.sql`` does not.
+                self.cursor.execute("PRAGMA foreign_keys = OFF")
             # IMMEDIATE takes the write lock now: no other writer can slip in between
             # our reads (existing ids) and our writes.
             self.cursor.execute("BEGIN IMMEDIATE")
@@ -548,7 +556,7 @@ class _Target:
 
     def close(self) -> None:
         try:
-            if self._sqlite_cache is not None and not self._broken:
+            if self._sqlite_cache is not None and not self._broken and not self.pipelined:
                 self.cursor.execute(f"PRAGMA cache_size = {int(self._sqlite_cache)}")
             self.cursor.close()
         except Exception:
@@ -561,6 +569,20 @@ class _Target:
                 self.raw.close()
         except Exception as exc:
             log.warning("closing the restore connection failed (%s)", exc)
+
+    def execute_later(self, sql: str) -> None:
+        """Run a statement whose result nobody needs; a pipelined target does not wait for it."""
+        if self.pipelined:
+            self.raw.submit(sql)
+        else:
+            self.cursor.execute(sql)
+
+    def insert_later(self, table: str, names: Sequence[str], rows: list,
+                     on_error: Callable[[int, Exception], Exception]) -> None:
+        """Pipelined targets: insert without waiting; a failing row raises ``on_error(index, error)`` later."""
+        columns = ", ".join(self.q(n) for n in names)
+        marks = ", ".join([self.placeholder] * len(names))
+        self.raw.insert_later(f"INSERT INTO {self.q(table)} ({columns}) VALUES ({marks})", rows, on_error)
 
     def savepoint(self) -> str:
         self._savepoints += 1
@@ -664,7 +686,7 @@ class _Target:
         return []
 
     def drop_index(self, name: str) -> None:
-        self.cursor.execute(f"DROP INDEX {self.q(name)}")
+        self.execute_later(f"DROP INDEX {self.q(name)}")
 
     def move_sequences_past(self, tables: Sequence) -> None:
         """Make the next generated id of each table larger than every id it now holds."""
@@ -696,6 +718,16 @@ class _Target:
                                         (highest, table.name))
         # MariaDB/MySQL: InnoDB moves AUTO_INCREMENT past every explicit id inserted, and
         # ALTER TABLE ... AUTO_INCREMENT would commit the restore's transaction half-way.
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The path of a plain SQLite database file (not memory, not a URI with options)."""
+    url = engine.url
+    if engine.dialect.name != "sqlite" or url.query or not url.database:
+        return None
+    if url.database == ":memory:" or url.database.startswith("file:"):
+        return None
+    return url.database
 
 
 def _integer_pk(table) -> str | None:
@@ -848,7 +880,7 @@ class _TableWriter:
             except self.target.data_errors as exc:
                 raise ArchiveError(self._copy_failure(exc)) from exc
         for _name, create in self.dropped_indexes:
-            self.target.cursor.execute(create)
+            self.target.execute_later(create)
         if self.dropped_indexes:
             self.restore.report(f"Indexed {self.name}")
         self.dropped_indexes = []
@@ -873,7 +905,7 @@ class _TableWriter:
         return f"{where} cannot be stored: {(detail or _db_message(exc)).rstrip('.')}."
 
     def drop_secondary_indexes(self) -> None:
-        for name, create in self.target.secondary_indexes(self.name):
+        for name, create in self.restore.secondary_indexes[self.name]:
             self.target.drop_index(name)
             self.dropped_indexes.append((name, create))
 
@@ -959,6 +991,13 @@ class _TableWriter:
 
     def _insert_or_explain(self, values: list, first: int) -> None:
         target = self.target
+        if target.pipelined:
+            def explain(offset: int, exc: Exception) -> ArchiveError:
+                return ArchiveError(f"{self._where(first + offset, values[offset])} cannot be stored: "
+                                    f"{_db_message(exc)}.")
+
+            target.insert_later(self.name, self.codec.names, values, explain)
+            return
         savepoint = target.savepoint()
         try:
             target.insert(self.name, self.codec.names, values)
@@ -1180,6 +1219,9 @@ class _Restore:
         self.written_ids: dict[str, set] = {}
         self._kept_ids: dict[str, set] = {}
         self.is_parent = {name: any(name in parents for parents in plan.parents.values()) for name in plan.names}
+        # Read up front: a pipelined target would otherwise wait for the previous table's index builds.
+        self.secondary_indexes = {name: target.secondary_indexes(name) for name in plan.names} \
+            if options.mode == "replace" else {}
 
     def parent_ids(self, parent: str, key: str) -> set | None:
         """Replace: every id the parent table will hold (None in a merge, which asks the database)."""
@@ -1199,7 +1241,7 @@ class _Restore:
 
     def run(self, fast: bool) -> dict:
         target, plan = self.target, self.plan
-        target.begin()
+        target.begin(replacing=self.options.mode == "replace")
         token_owners = None
         if self.options.mode == "replace":
             self._refuse_orphaning_children()

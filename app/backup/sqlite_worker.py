@@ -1,0 +1,317 @@
+"""A child process that owns a restore's SQLite connection, so writing overlaps reading.
+
+SQLite inserts and builds indexes on one core; checking the archive's rows takes
+another. Threads cannot share that work (the sqlite3 module takes the GIL for
+every row it binds, and the two threads then wait on each other), so the
+connection lives in a child process instead: the restore sends it statements and
+batches of rows through a pipe and goes on reading the archive while the child
+writes. Everything still happens on one connection in one transaction.
+
+The child commits only when told to. If the parent dies, the child reads the end
+of its pipe and rolls back; if the child dies, the parent's next call fails and
+SQLite discards the unfinished transaction. Either way nothing is half-written.
+
+This file is also the child's program (``python sqlite_worker.py DATABASE``) and
+imports only the standard library, so the child starts in milliseconds.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import sqlite3
+import subprocess
+import sys
+from collections import deque
+from typing import Callable, Sequence
+
+_FRAME = 8  # bytes of the little-endian length before each pickled message
+
+
+# --- The parent's side ------------------------------------------------------------------------
+
+class WorkerDied(sqlite3.OperationalError):
+    """The child process ended (or broke its pipe) before answering."""
+
+
+def _error(name: str, message: str) -> sqlite3.Error:
+    kind = getattr(sqlite3, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, sqlite3.Error)):
+        kind = sqlite3.DatabaseError
+    return kind(message)
+
+
+class SQLiteWorker:
+    """A DBAPI-like connection whose statements run in a child process.
+
+    Calls that return something wait for the child (and for everything sent
+    before them). ``submit`` and ``insert_later`` do not wait: their errors
+    surface from a later call.
+    """
+
+    def __init__(self, database: str):
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", "-S", os.path.abspath(__file__), database],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1 << 20)
+        self._replies = self._process.stdout.fileno()
+        self._inbox = bytearray()
+        # One entry per request whose reply has not been read: None, or the error maker of an insert.
+        self._pending: deque = deque()
+        self.broken = False
+
+    # sending and receiving
+
+    def _send(self, message) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._process.stdin.write(len(data).to_bytes(_FRAME, "little") + data)
+            self._process.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            self.broken = True
+            raise WorkerDied(f"the SQLite writer process is gone ({exc})") from exc
+
+    def _frame(self):
+        if len(self._inbox) >= _FRAME:
+            size = int.from_bytes(self._inbox[:_FRAME], "little")
+            if len(self._inbox) >= _FRAME + size:
+                message = pickle.loads(self._inbox[_FRAME:_FRAME + size])
+                del self._inbox[:_FRAME + size]
+                return message
+        return None
+
+    def _receive(self, block: bool = True):
+        while True:
+            message = self._frame()
+            if message is not None:
+                return message
+            if not block and not select.select([self._replies], [], [], 0)[0]:
+                return None
+            data = os.read(self._replies, 1 << 20)
+            if not data:
+                self.broken = True
+                raise WorkerDied("the SQLite writer process ended unexpectedly")
+            self._inbox += data
+
+    def _settle(self, reply, on_error) -> object:
+        status = reply[0]
+        if status == "ok":
+            return reply[1:]
+        if status == "failed" and on_error is not None:  # a row of an insert_later batch
+            raise on_error(reply[3], _error(reply[1], reply[2]))
+        raise _error(reply[1], reply[2])
+
+    def _drain(self, block: bool) -> None:
+        """Read the replies of requests sent without waiting; raise the first error among them."""
+        failure = None
+        while self._pending:
+            reply = self._receive(block)
+            if reply is None:
+                break
+            on_error = self._pending.popleft()
+            try:
+                self._settle(reply, on_error)
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def call(self, *message):
+        """Send a request and wait for its reply (after every earlier one)."""
+        self._send(message)
+        self._pending.append(None)
+        try:
+            self._drain_all_but_last()
+        except Exception:
+            self._receive()  # the reply of this call, so the next call starts in step
+            self._pending.pop()
+            raise
+        self._pending.pop()
+        return self._settle(self._receive(), None)
+
+    def _drain_all_but_last(self) -> None:
+        failure = None
+        while len(self._pending) > 1:
+            on_error = self._pending.popleft()
+            try:
+                self._settle(self._receive(), on_error)
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def submit(self, sql: str, params: Sequence = ()) -> None:
+        """Run a statement without waiting for it (an index build, say)."""
+        self._drain(block=False)
+        self._send(("execute", sql, params))
+        self._pending.append(None)
+
+    def insert_later(self, sql: str, rows: list, on_error: Callable[[int, Exception], Exception]) -> None:
+        """Insert ``rows`` without waiting. A bad row makes a later call raise ``on_error(index, error)``.
+
+        The child inserts the batch under a savepoint; when it fails, it finds the
+        first row that fails on its own, and the batch leaves nothing behind.
+        """
+        self._drain(block=False)
+        self._send(("insert", sql, rows))
+        self._pending.append(on_error)
+
+    # the DBAPI-like face used by restore._Target
+
+    def cursor(self) -> "RemoteCursor":
+        return RemoteCursor(self)
+
+    def commit(self) -> None:
+        self.call("commit")
+
+    def rollback(self) -> None:
+        """Roll back, whatever earlier requests still have to say."""
+        try:
+            self._drain(block=True)
+        except sqlite3.Error:
+            pass
+        self._pending.clear()
+        self.call("rollback")
+
+    def close(self) -> None:
+        """Stop the child (it rolls back anything uncommitted) and wait for it."""
+        try:
+            if not self.broken:
+                self._pending.clear()
+                self._send(("close",))
+            self._process.stdin.close()
+            self._process.wait(timeout=60)
+        except Exception:
+            self.invalidate()
+        finally:
+            self._process.stdout.close()
+
+    def invalidate(self) -> None:
+        """Kill the child: SQLite discards its unfinished transaction."""
+        self.broken = True
+        self._process.kill()
+        self._process.wait()
+        for pipe in (self._process.stdin, self._process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+class RemoteCursor:
+    """The part of a sqlite3 cursor the restore uses; every call waits for its answer."""
+
+    def __init__(self, worker: SQLiteWorker):
+        self._worker = worker
+        self._rows: list = []
+        self.rowcount = -1
+
+    def execute(self, sql: str, params: Sequence = ()):
+        rows, self.rowcount = self._worker.call("execute", sql, params)
+        self._rows = list(rows or ())
+        return self
+
+    def executemany(self, sql: str, rows):
+        _, self.rowcount = self._worker.call("executemany", sql, list(rows))
+        self._rows = []
+        return self
+
+    def fetchone(self):
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def close(self) -> None:
+        self._rows = []
+
+
+# --- The child's side -------------------------------------------------------------------------
+
+def _insert(connection: sqlite3.Connection, sql: str, rows: list):
+    connection.execute("SAVEPOINT cq_batch")
+    try:
+        connection.executemany(sql, rows)
+    except (sqlite3.IntegrityError, sqlite3.DataError):
+        connection.execute("ROLLBACK TO SAVEPOINT cq_batch")
+        for index, row in enumerate(rows):
+            connection.execute("SAVEPOINT cq_row")
+            try:
+                connection.execute(sql, row)
+            except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+                connection.execute("ROLLBACK TO SAVEPOINT cq_row")
+                connection.execute("RELEASE SAVEPOINT cq_row")
+                connection.execute("ROLLBACK TO SAVEPOINT cq_batch")
+                connection.execute("RELEASE SAVEPOINT cq_batch")
+                return ("failed", type(exc).__name__, str(exc), index)
+            connection.execute("RELEASE SAVEPOINT cq_row")
+        raise
+    connection.execute("RELEASE SAVEPOINT cq_batch")
+    return ("ok", None, len(rows))
+
+
+def _answer(connection: sqlite3.Connection, cursor: sqlite3.Cursor, request: tuple):
+    op = request[0]
+    if op == "execute":
+        cursor.execute(request[1], request[2])
+        return ("ok", cursor.fetchall() if cursor.description else None, cursor.rowcount)
+    if op == "executemany":
+        cursor.executemany(request[1], request[2])
+        return ("ok", None, cursor.rowcount)
+    if op == "insert":
+        return _insert(connection, request[1], request[2])
+    if op == "commit":
+        connection.execute("COMMIT")
+        return ("ok", None, -1)
+    if op == "rollback":
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        return ("ok", None, -1)
+    raise ValueError(f"unknown request {op!r}")
+
+
+def _read_exactly(stream, size: int) -> bytes | None:
+    data = stream.read(size)
+    return data if data is not None and len(data) == size else None
+
+
+def serve(database: str) -> None:
+    """The child: answer requests until told to close or until the parent is gone, then roll back."""
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    connection = sqlite3.connect(database, isolation_level=None, timeout=30)
+    # The same settings as every connection of the app (app/sqlite_pragmas.py).
+    connection.execute("PRAGMA busy_timeout = 30000")
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute("PRAGMA journal_mode = WAL")
+    cursor = connection.cursor()
+    try:
+        while True:
+            header = _read_exactly(requests, _FRAME)
+            if header is None:
+                break  # the parent is gone
+            body = _read_exactly(requests, int.from_bytes(header, "little"))
+            if body is None:
+                break
+            request = pickle.loads(body)
+            if request[0] == "close":
+                break
+            try:
+                reply = _answer(connection, cursor, request)
+            except sqlite3.Error as exc:
+                reply = ("error", type(exc).__name__, str(exc))
+            except Exception as exc:  # a bad parameter, say: report it, keep serving
+                reply = ("error", "InterfaceError", f"{type(exc).__name__}: {exc}")
+            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                replies.write(len(data).to_bytes(_FRAME, "little") + data)
+                replies.flush()
+            except (BrokenPipeError, OSError):
+                break
+    finally:
+        if connection.in_transaction:
+            connection.rollback()
+        connection.close()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
