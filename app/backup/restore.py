@@ -26,6 +26,7 @@ import base64
 import binascii
 import keyword
 import logging
+import queue
 import re
 import tempfile
 from contextlib import ExitStack
@@ -264,7 +265,7 @@ def _value_checker(column, sqlite: bool):
     return _any_check
 
 
-def _datetime_lines(v: str, i: int, pad: str, sqlite: bool) -> list[str]:
+def _datetime_lines(v: str, i: int, pad: str, as_text: bool) -> list[str]:
     """Generated code converting ``v`` (column ``i``) from the writer's UTC shapes.
 
     "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00" is validated by fromisoformat, then re-spelled
@@ -273,10 +274,10 @@ def _datetime_lines(v: str, i: int, pad: str, sqlite: bool) -> list[str]:
     shape = f"{v}[4] == '-' and {v}[7] == '-' and {v}[10] == 'T' and {v}[13] == ':' and {v}[16] == ':'"
     return [
         f"{pad}if {v}.__class__ is str and len({v}) == 32 and {v}[19] == '.' and {v}[26:] == '+00:00' and {shape}:",
-        f"{pad}    _parse({v})\n{pad}    {v} = {v}[:10] + ' ' + {v}[11:26]" if sqlite
+        f"{pad}    _parse({v})\n{pad}    {v} = {v}[:10] + ' ' + {v}[11:26]" if as_text
         else f"{pad}    {v} = _parse({v}[:26])",
         f"{pad}elif {v}.__class__ is str and len({v}) == 25 and {v}[19:] == '+00:00' and {shape}:",
-        f"{pad}    _parse({v})\n{pad}    {v} = {v}[:10] + ' ' + {v}[11:19] + '.000000'" if sqlite
+        f"{pad}    _parse({v})\n{pad}    {v} = {v}[:10] + ' ' + {v}[11:19] + '.000000'" if as_text
         else f"{pad}    {v} = _parse({v}[:19])",
         f"{pad}else:",
         f"{pad}    {v} = _check{i}({v})",
@@ -305,7 +306,12 @@ _MISSING = object()
 class TableCodec:
     """Turns a table's row objects from the archive into value lists in column order."""
 
-    def __init__(self, table, dialect: str):
+    def __init__(self, table, dialect: str, *, dates_as_text: bool = False):
+        """``dates_as_text``: dates become "YYYY-MM-DD HH:MM:SS.ffffff" (always so on SQLite).
+
+        PostgreSQL's COPY reads that text as it is; psycopg formatting datetime objects
+        back into text costs a PostgreSQL replace more than anything else on the client.
+        """
         self.table = table
         self.name = str(table.name)
         self.columns = list(table.columns)
@@ -318,6 +324,7 @@ class TableCodec:
         primary = list(table.primary_key.columns)
         self.pk = str(primary[0].name) if len(primary) == 1 else None
         self.pk_index = self.names.index(self.pk) if self.pk else None
+        self._dates_as_text = sqlite or dates_as_text
         self._fast = self._compile_fast_path(sqlite)
         self.decode_json = self._compile_json_decoder(dialect)
 
@@ -363,7 +370,7 @@ class TableCodec:
                 lines.append(f"{pad}if {v}.__class__ is not str{limit} or '\\x00' in {v}:")
                 lines.append(f"{pad}    raise _Unexpected")
             elif kind[0] == "datetime":
-                lines += _datetime_lines(v, i, pad, sqlite)
+                lines += _datetime_lines(v, i, pad, self._dates_as_text)
             else:
                 lines.append(f"{pad}{v} = _check{i}({v})")
             if not column.nullable:
@@ -417,7 +424,7 @@ class TableCodec:
                 if self.columns[i].nullable:
                     lines.append(f"        if v{i} is not None:")
                     pad += "    "
-                lines += _datetime_lines(f"v{i}", i, pad, sqlite)
+                lines += _datetime_lines(f"v{i}", i, pad, self._dates_as_text)
             lines.append(f"        out.append(({names}{',' if self.width == 1 else ''}))")
             lines.append("    return out")
             namespace = {"_astuple": astuple, "_parse": datetime.fromisoformat}
@@ -616,12 +623,7 @@ class _Target:
     def copy(self, table: str, names: Sequence[str]):
         """PostgreSQL: a ``COPY … FROM STDIN`` context whose ``write_row`` takes value lists."""
         columns = ", ".join(self.q(n) for n in names)
-        # A queued writer sends the data from a thread of its own (outside the GIL), so
-        # the server takes in rows while this thread parses the next ones.
-        from psycopg.copy import QueuedLibpqWriter
-
-        return self.cursor.copy(f"COPY {self.q(table)} ({columns}) FROM STDIN",
-                                writer=QueuedLibpqWriter(self.cursor))
+        return self.cursor.copy(f"COPY {self.q(table)} ({columns}) FROM STDIN", writer=_queued_writer(self.cursor))
 
     def insert(self, table: str, names: Sequence[str], rows: list) -> None:
         if not rows:
@@ -685,6 +687,12 @@ class _Target:
             return [(name, sql) for name, sql in self.cursor.fetchall()]
         return []
 
+    def foreign_keys(self, table: str) -> list[tuple[str, str]]:
+        """PostgreSQL: ``(name, definition)`` of the table's foreign key constraints."""
+        self.cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                            "WHERE contype = 'f' AND conrelid = %s::regclass", (self.q(table),))
+        return [(name, definition) for name, definition in self.cursor.fetchall()]
+
     def drop_index(self, name: str) -> None:
         self.execute_later(f"DROP INDEX {self.q(name)}")
 
@@ -718,6 +726,21 @@ class _Target:
                                         (highest, table.name))
         # MariaDB/MySQL: InnoDB moves AUTO_INCREMENT past every explicit id inserted, and
         # ALTER TABLE ... AUTO_INCREMENT would commit the restore's transaction half-way.
+
+
+def _queued_writer(cursor):
+    """psycopg's queued COPY writer, holding at most 64 × 128 KB.
+
+    It sends from a thread of its own (outside the GIL), so the server takes in
+    rows while this thread parses the next ones. Its own queue would hold up to
+    1024 blocks (128 MB) when the server falls behind; the smaller one keeps the
+    restore's memory bounded.
+    """
+    from psycopg.copy import QueuedLibpqWriter
+
+    writer = QueuedLibpqWriter(cursor)
+    writer._queue = queue.Queue(maxsize=64)  # set in __init__, read by the sending thread once it starts
+    return writer
 
 
 def _sqlite_file(engine: Engine) -> str | None:
@@ -1211,7 +1234,10 @@ class _Restore:
         self.plan = plan
         self.options = options
         self._progress = progress
-        self.codecs = {table.name: TableCodec(table, target.dialect) for table in plan.tables}
+        # Only a replace on PostgreSQL streams COPY text; a merge compares values with the database's.
+        self.codecs = {table.name: TableCodec(table, target.dialect,
+                                              dates_as_text=target.postgres and options.mode == "replace")
+                       for table in plan.tables}
         self.counts = {table.name: _Counts() for table in plan.tables}
         self.reasons = _Reasons()
         self.skipped_ids: dict[str, set] = {}
@@ -1219,6 +1245,7 @@ class _Restore:
         self.written_ids: dict[str, set] = {}
         self._kept_ids: dict[str, set] = {}
         self.is_parent = {name: any(name in parents for parents in plan.parents.values()) for name in plan.names}
+        self._dropped_foreign_keys: list[tuple[str, str, str]] = []
         # Read up front: a pipelined target would otherwise wait for the previous table's index builds.
         self.secondary_indexes = {name: target.secondary_indexes(name) for name in plan.names} \
             if options.mode == "replace" else {}
@@ -1247,6 +1274,8 @@ class _Restore:
             self._refuse_orphaning_children()
             if "users" in plan.names:
                 token_owners = self._token_owners()
+            if target.postgres:
+                self._drop_foreign_keys()
             for table in reversed(plan.tables):
                 self.counts[table.name].deleted = target.delete_all(table.name)
             self.report("Deleted the current rows")
@@ -1309,6 +1338,7 @@ class _Restore:
         finally:
             for spool in spooled.values():
                 spool.close()
+        self._add_foreign_keys_again()
         if token_owners is not None:
             self._forget_operational_rows_of_removed_users(token_owners)
         return {
@@ -1317,6 +1347,26 @@ class _Restore:
             "skipped_reasons": self.reasons.as_list(),
             "safety_backup": None,
         }
+
+    def _drop_foreign_keys(self) -> None:
+        """PostgreSQL replace: drop the restored tables' foreign keys until their rows are in.
+
+        Checked per row, each key costs a lookup and a row lock on the parent; added
+        again at the end, it is checked in one join (as pg_restore does). The restore
+        has checked every key itself by then, and DDL is transactional here, so a
+        rollback brings the constraints back.
+        """
+        q = self.target.q
+        for table in self.plan.tables:
+            for name, definition in self.target.foreign_keys(table.name):
+                self.target.cursor.execute(f"ALTER TABLE {q(table.name)} DROP CONSTRAINT {q(name)}")
+                self._dropped_foreign_keys.append((table.name, name, definition))
+
+    def _add_foreign_keys_again(self) -> None:
+        q = self.target.q
+        for table, name, definition in self._dropped_foreign_keys:
+            self.target.cursor.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} {definition}")
+        self._dropped_foreign_keys = []
 
     def _refuse_orphaning_children(self) -> None:
         for table in data_tables():
