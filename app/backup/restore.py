@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("merge", "replace")
 CONFLICT_POLICIES = ("skip", "overwrite")
-BATCH_ROWS = 5000
+BATCH_ROWS = 2000
 # Replacing a table with at least this many rows drops its non-unique indexes and builds
 # them again once the rows are in, inside the same transaction: one sort instead of a
 # random B-tree insert per row (what sqlite3 .dump and pg_restore do too).
@@ -1015,9 +1015,14 @@ class _TableWriter:
     def _insert_or_explain(self, values: list, first: int) -> None:
         target = self.target
         if target.pipelined:
+            # Only the keys are kept for the message: the batch itself may be megabytes.
+            pk_index = self.codec.pk_index
+            keys = [row[pk_index] for row in values] if pk_index is not None else None
+
             def explain(offset: int, exc: Exception) -> ArchiveError:
-                return ArchiveError(f"{self._where(first + offset, values[offset])} cannot be stored: "
-                                    f"{_db_message(exc)}.")
+                where = f"Table {self.name}, row {first + offset}" + \
+                    (f" ({self.codec.pk} {keys[offset]})" if keys is not None else "")
+                return ArchiveError(f"{where} cannot be stored: {_db_message(exc)}.")
 
             target.insert_later(self.name, self.codec.names, values, explain)
             return

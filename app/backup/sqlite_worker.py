@@ -64,7 +64,8 @@ class SQLiteWorker:
     def _send(self, message) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            self._process.stdin.write(len(data).to_bytes(_FRAME, "little") + data)
+            self._process.stdin.write(len(data).to_bytes(_FRAME, "little"))
+            self._process.stdin.write(data)  # not concatenated: a batch is megabytes
             self._process.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             self.broken = True
@@ -293,6 +294,7 @@ def serve(database: str) -> None:
             if body is None:
                 break
             request = pickle.loads(body)
+            del body  # a batch is megabytes: let it go before the next one arrives
             if request[0] == "close":
                 break
             try:
@@ -301,6 +303,7 @@ def serve(database: str) -> None:
                 reply = ("error", type(exc).__name__, str(exc))
             except Exception as exc:  # a bad parameter, say: report it, keep serving
                 reply = ("error", "InterfaceError", f"{type(exc).__name__}: {exc}")
+            del request
             data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
             try:
                 replies.write(len(data).to_bytes(_FRAME, "little") + data)
