@@ -8,10 +8,12 @@ processes, alternating ours and the peers' so a noisy machine hurts both alike:
            CyberQuest did it)  and, on PostgreSQL,  `pg_dump -Fc`;
 * restore: `flask backup restore --mode replace` into a freshly migrated empty
            database  vs  `sqlite3 new.db < dump.sql`  and  `pg_restore -j2`;
-* merge:   `flask backup restore --mode merge` into a database holding 90% of the rows.
+* merge:   `flask backup restore --mode merge` into a database holding 90% of the rows;
+* floor:   `psql -1` loading ready-made COPY files in one transaction: what the
+           PostgreSQL server alone needs for any restore that is one transaction.
 
-Each figure is the median of the repeats: wall and CPU seconds and peak RSS of the
-whole process tree (GNU time), and the output size. Results go to bench/RESULTS.md.
+Each figure is the median of the repeats: wall and CPU seconds (GNU time) and peak
+RSS of the whole process tree (summed over its processes), and the output size. Results go to bench/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -49,17 +52,44 @@ def run(cmd, env=None, shell=False, check=True) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, shell=shell, check=check, cwd=ROOT, capture_output=True, text=True)
 
 
+def tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants, summed (Linux /proc)."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total
+
+
 def timed(cmd: str, env=None) -> dict:
-    """Wall, CPU and peak RSS of a whole shell command (GNU time over `sh -c`)."""
+    """Wall, CPU and peak RSS of a whole shell command (GNU time over `sh -c`).
+
+    GNU time's peak RSS is that of the largest single process, so the process tree
+    is also sampled every 20 ms and its summed RSS kept: a pipeline, or a restore
+    with its SQLite writer process, counts as the sum of its processes.
+    """
     out = WORK / f"time-{uuid.uuid4().hex}.txt"
-    result = subprocess.run(["/usr/bin/time", "-o", str(out), "-f", "%e %U %S %M", "sh", "-c", cmd],
-                            env=env, cwd=ROOT, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"benchmark command failed: {cmd}\n{result.stderr[-2000:]}")
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(["/usr/bin/time", "-o", str(out), "-f", "%e %U %S %M", "sh", "-c", cmd],
+                                   env=env, cwd=ROOT, stdout=stdout, stderr=stderr, text=True)
+        tree_peak = 0
+        while process.poll() is None:
+            tree_peak = max(tree_peak, tree_rss_kb(process.pid))
+            time.sleep(0.02)
+        stdout.seek(0)
+        stderr.seek(0)
+        if process.returncode != 0:
+            raise SystemExit(f"benchmark command failed: {cmd}\n{stderr.read()[-2000:]}")
+        output = stdout.read()
     wall, user, system, rss_kb = out.read_text().split()[-4:]
     out.unlink()
-    return {"wall": float(wall), "cpu": float(user) + float(system), "rss_mb": int(rss_kb) / 1024,
-            "stdout": result.stdout}
+    return {"wall": float(wall), "cpu": float(user) + float(system),
+            "rss_mb": max(int(rss_kb), tree_peak) / 1024, "stdout": output}
 
 
 def median_of(samples: list[dict]) -> dict:
@@ -116,6 +146,43 @@ def newest_archive(backup_dir: Path) -> Path:
     return max(backup_dir.glob("cyberquest_backup_*.zip"), key=lambda p: p.stat().st_mtime)
 
 
+def copy_floor_script(url: str, directory: Path) -> Path:
+    """Export the data tables as COPY text files and write a psql script loading them in one go.
+
+    Timed with ``psql -1``, it is what the server alone needs for a restore in one
+    transaction (secondary indexes and foreign keys rebuilt after the load, as our
+    restore and pg_restore do): a floor for any single-transaction restore.
+    """
+    import sqlalchemy as sa
+
+    sys.path.insert(0, str(ROOT))
+    from app.models import data_tables
+
+    engine = sa.create_engine(url)
+    drops, loads, creates = ["SET maintenance_work_mem = '256MB';"], [], []
+    with engine.connect() as conn:
+        for table in data_tables():
+            for name, definition in conn.execute(sa.text(
+                    "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+                    "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = CAST(:t AS regclass) "
+                    "AND NOT x.indisunique AND NOT x.indisprimary"), {"t": table.name}):
+                drops.append(f"DROP INDEX {name};")
+                creates.append(f"{definition};")
+            for name, definition in conn.execute(sa.text(
+                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE contype = 'f' AND conrelid = CAST(:t AS regclass)"), {"t": table.name}):
+                drops.append(f"ALTER TABLE {table.name} DROP CONSTRAINT {name};")
+                creates.append(f"ALTER TABLE {table.name} ADD CONSTRAINT {name} {definition};")
+            columns = ", ".join(column.name for column in table.columns)
+            data = directory / f"{table.name}.copy"
+            run(["psql", "-q", libpq_url(url), "-c", f"\\copy {table.name} ({columns}) TO '{data}'"])
+            loads.append(f"\\copy {table.name} ({columns}) FROM '{data}'")
+    engine.dispose()
+    script = directory / "load.sql"
+    script.write_text("\n".join(drops + loads + creates) + "\n")
+    return script
+
+
 def delete_last_tenth(url: str) -> None:
     """Leave about 90% of every table's rows; children of removed parents go too."""
     import sqlalchemy as sa
@@ -156,7 +223,7 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
     results: dict[str, list] = {k: [] for k in
                                 ("ours_backup", "sqlite_dump_gzip", "naive_dump", "ours_restore",
                                  "sqlite_restore", "ours_merge", "ours_backup_pg", "pg_dump",
-                                 "ours_restore_pg", "pg_restore")}
+                                 "ours_restore_pg", "pg_restore", "pg_copy_floor")}
     dump_gz = base / "dump.sql.gz"
     naive_zip = base / "naive.zip"
     for i in range(repeats):
@@ -206,6 +273,7 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
         seed(pg_url, rows, pg_backups)
         pg_env = env_for(pg_url, pg_backups)
         pg_file = base / "pg.dump"
+        floor_script = copy_floor_script(pg_url, base)
         for i in range(repeats):
             print(f"  repeat {i + 1}/{repeats}: PostgreSQL", flush=True)
             sample = timed(f"pg_dump -Fc -f {pg_file} '{libpq_url(pg_url)}'")
@@ -227,7 +295,12 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
                            env=env_for(target_pg, pg_backups))
             sample["size_mb"] = 0.0
             results["ours_restore_pg"].append(sample)
-        for name in ("cq_bench_source", "cq_bench_peer", "cq_bench_target"):
+
+            floor_pg = fresh_pg("cq_bench_floor", pg_backups)
+            sample = timed(f"psql -q -v ON_ERROR_STOP=1 -1 -f {floor_script} '{libpq_url(floor_pg)}'")
+            sample["size_mb"] = 0.0
+            results["pg_copy_floor"].append(sample)
+        for name in ("cq_bench_source", "cq_bench_peer", "cq_bench_target", "cq_bench_floor"):
             pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     return {key: median_of(samples) for key, samples in results.items() if samples}
 
@@ -245,6 +318,7 @@ LABELS = {
     "ours_merge": "CyberQuest `flask backup restore --mode merge`, 90% present (SQLite)",
     "ours_restore_pg": "CyberQuest `flask backup restore --mode replace` (PostgreSQL)",
     "pg_restore": "`pg_restore -j2`",
+    "pg_copy_floor": "`psql -1` COPY of ready-made text files (the server's share of a one-transaction restore)",
 }
 
 RATIOS = [
@@ -256,6 +330,8 @@ RATIOS = [
     ("restore wall vs `sqlite3 < dump.sql`", "ours_restore", "sqlite_restore", "wall", "≤ 1.0×"),
     ("restore wall vs `pg_restore -j2`", "ours_restore_pg", "pg_restore", "wall", "≤ 1.5×"),
     ("merge wall vs our replace", "ours_merge", "ours_restore", "wall", "≤ 1.5×"),
+    ("one-transaction COPY floor vs `pg_restore -j2`", "pg_copy_floor", "pg_restore", "wall", "—"),
+    ("restore wall vs that floor (PostgreSQL)", "ours_restore_pg", "pg_copy_floor", "wall", "—"),
 ]
 
 
@@ -266,7 +342,8 @@ def render(all_results: dict[int, dict], repeats: int) -> str:
         f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}. "
         f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Figures are medians of {repeats} "
         "run(s) on a shared, noisy machine, ours and the peers alternating in the same run; "
-        "wall and CPU seconds and peak RSS are of the whole process tree (start-up included).",
+        "wall and CPU seconds and peak RSS are of the whole process tree (start-up included; RSS summed "
+        "over its processes, sampled every 20 ms).",
         "",
     ]
     for rows, results in all_results.items():
