@@ -57,6 +57,17 @@ def parse_int(name: str, raw: str, minimum: int = 0, maximum: int | None = None)
     return value
 
 
+def parse_ratio(name: str, raw: str) -> float:
+    """Parse a ratio such as ``100`` (meaning 100:1), larger than 1."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number.") from None
+    if not value > 1 or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a number larger than 1 (100 means 100:1).")
+    return value
+
+
 def _instance_secret_key() -> str:
     """A secret generated once per instance and kept in ``instance/secret_key``."""
     INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
@@ -92,6 +103,14 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "BACKUP_DIRECTORY": str(Path(get("BACKUP_DIRECTORY", str(BASE_DIR / "backups"))).resolve()),
         "MAX_BACKUP_SIZE": parse_size("MAX_BACKUP_SIZE", get("MAX_BACKUP_SIZE", "512MiB")),
+        # Zip-bomb caps while an archive is read (None: 16 × MAX_BACKUP_SIZE, and 100:1).
+        "BACKUP_MAX_DECOMPRESSED_SIZE": parse_size("BACKUP_MAX_DECOMPRESSED_SIZE", raw_decompressed)
+        if (raw_decompressed := get("BACKUP_MAX_DECOMPRESSED_SIZE")) else None,
+        "BACKUP_MAX_COMPRESSION_RATIO": parse_ratio("BACKUP_MAX_COMPRESSION_RATIO", raw_ratio)
+        if (raw_ratio := get("BACKUP_MAX_COMPRESSION_RATIO")) else None,
+        # Where uploaded archives wait while they are checked and restored (None: the system's temp dir).
+        "BACKUP_UPLOAD_DIRECTORY": str(Path(raw_uploads).resolve())
+        if (raw_uploads := get("BACKUP_UPLOAD_DIRECTORY")) else None,
         "BACKUP_RETENTION_DAYS": parse_int("BACKUP_RETENTION_DAYS", get("BACKUP_RETENTION_DAYS", "30"), 1),
         "BACKUP_KEEP_DAILY": parse_int("BACKUP_KEEP_DAILY", get("BACKUP_KEEP_DAILY", "7")),
         "BACKUP_KEEP_WEEKLY": parse_int("BACKUP_KEEP_WEEKLY", get("BACKUP_KEEP_WEEKLY", "4")),

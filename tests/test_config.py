@@ -29,6 +29,9 @@ def settings(**env):
     ("BACKUP_RETENTION_DAYS", "forever"),
     ("BACKUP_STORAGE", "ftp"),
     ("DATABASE_URL", "just-a-filename.db"),
+    ("BACKUP_MAX_DECOMPRESSED_SIZE", "huge"),
+    ("BACKUP_MAX_COMPRESSION_RATIO", "0.5"),
+    ("BACKUP_MAX_COMPRESSION_RATIO", "many"),
 ])
 def test_a_bad_value_raises_config_error_naming_the_variable(name, value):
     with pytest.raises(ConfigError) as error:
@@ -92,3 +95,15 @@ def test_flask_refuses_to_start_with_a_bad_value_and_says_which(tmp_path):
     good = run_flask_routes(tmp_path, MAX_BACKUP_SIZE="500MB")
     assert good.returncode == 0, good.stderr
     assert "/auth/register" in good.stdout
+
+
+def test_archive_reading_limits_and_the_upload_directory_come_from_the_environment(tmp_path):
+    from app.backup.reader import Limits
+
+    config = settings(MAX_BACKUP_SIZE="10MB", BACKUP_MAX_DECOMPRESSED_SIZE="40MB", BACKUP_MAX_COMPRESSION_RATIO="20",
+                      BACKUP_UPLOAD_DIRECTORY=str(tmp_path / "uploads"))
+    assert Limits.from_config(config) == Limits(10 * 1024**2, 40 * 1024**2, 20.0)
+    assert config["BACKUP_UPLOAD_DIRECTORY"] == str(tmp_path / "uploads")
+    defaults = Limits.from_config(settings(MAX_BACKUP_SIZE="10MB"))
+    assert (defaults.max_decompressed, defaults.max_ratio) == (160 * 1024**2, 100.0)
+    assert settings()["BACKUP_UPLOAD_DIRECTORY"] is None

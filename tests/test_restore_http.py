@@ -273,3 +273,14 @@ def test_while_a_restore_holds_sqlites_write_lock_another_request_gets_409_at_on
         writer.close()
         with app.app_context():
             jobs.release_exclusive(job_id)
+
+
+def test_uploads_wait_in_the_configured_directory_and_are_gone_afterwards(app, client, env, archive, tmp_path):
+    uploads = tmp_path / "uploads" / "not-yet-created"
+    app.config["BACKUP_UPLOAD_DIRECTORY"] = str(uploads)
+    response = restore_upload(client, env["headers"], archive, wait="0")
+    assert response.status_code == 202
+    job = wait_for_job(client, env["headers"], response.headers["Location"])
+    assert job["status"] == "succeeded", job
+    assert as_archive_rows(app) == expected_rows(sample_tables())
+    assert uploads.is_dir() and not any(uploads.iterdir())

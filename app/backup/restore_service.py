@@ -92,8 +92,10 @@ def upload_source(upload, app=None) -> ArchiveSource:
     """
     app = app or current_app
     limit = Limits.from_config(app.config).max_size
-    fd, path = tempfile.mkstemp(prefix="cyberquest-restore-", suffix=".zip",
-                                dir=app.config.get("BACKUP_UPLOAD_DIRECTORY"))
+    directory = app.config.get("BACKUP_UPLOAD_DIRECTORY")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="cyberquest-restore-", suffix=".zip", dir=directory)
     os.close(fd)
     size = 0
     try:

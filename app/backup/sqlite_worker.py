@@ -117,28 +117,10 @@ class SQLiteWorker:
             raise failure
 
     def call(self, *message):
-        """Send a request and wait for its reply (after every earlier one)."""
+        """Send a request and wait for its reply, once every earlier request has answered."""
+        self._drain(block=True)
         self._send(message)
-        self._pending.append(None)
-        try:
-            self._drain_all_but_last()
-        except Exception:
-            self._receive()  # the reply of this call, so the next call starts in step
-            self._pending.pop()
-            raise
-        self._pending.pop()
         return self._settle(self._receive(), None)
-
-    def _drain_all_but_last(self) -> None:
-        failure = None
-        while len(self._pending) > 1:
-            on_error = self._pending.popleft()
-            try:
-                self._settle(self._receive(), on_error)
-            except Exception as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
 
     def submit(self, sql: str, params: Sequence = ()) -> None:
         """Run a statement without waiting for it (an index build, say)."""
@@ -168,7 +150,9 @@ class SQLiteWorker:
         """Roll back, whatever earlier requests still have to say."""
         try:
             self._drain(block=True)
-        except sqlite3.Error:
+        except WorkerDied:
+            raise
+        except Exception:  # what failed earlier is moot now: everything is rolled back
             pass
         self._pending.clear()
         self.call("rollback")
