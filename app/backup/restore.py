@@ -421,7 +421,23 @@ class TableCodec:
         row_type = msgspec.defstruct(f"{self.name}_row", fields, forbid_unknown_fields=True, gc=False)
         decode = msgspec.json.Decoder(list[row_type]).decode
         astuple = msgspec.structs.astuple
-        if dates:
+        if dates and self._date_spelling == "iso":
+            # Dates stay as they are: check them in place and let msgspec build the tuples.
+            lines = ["def convert(objects):", "    for o in objects:"]
+            for i in dates:
+                lines.append(f"        v{i} = o.{self.names[i]}")
+                pad = "        "
+                if self.columns[i].nullable:
+                    lines.append(f"        if v{i} is not None:")
+                    pad += "    "
+                lines += _datetime_lines(f"v{i}", i, pad, "iso")
+                lines.append(f"{pad}o.{self.names[i]} = v{i}")
+            lines.append("    return [_astuple(o) for o in objects]")
+            namespace = {"_astuple": astuple, "_parse": datetime.fromisoformat}
+            namespace.update({f"_check{i}": self.checks[i] for i in dates})
+            exec(compile("\n".join(lines), f"<restore decoder {self.name}>", "exec"), namespace)
+            convert = namespace["convert"]
+        elif dates:
             names = ", ".join(f"v{i}" for i in range(self.width))
             lines = ["def convert(objects):", "    out = []", "    for o in objects:",
                      f"        {names}{',' if self.width == 1 else ''} = _astuple(o)"]
