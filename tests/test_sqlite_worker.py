@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from app.backup import format
-from app.backup.errors import RestoreError
+from app.backup.errors import ArchiveError, RestoreError
 from app.backup.reader import Archive, Limits
 from app.backup.restore import RestoreOptions, restore_archive
 from app.backup.sqlite_worker import SQLiteWorker, WorkerDied
 from app.extensions import db
-from fixtures.archives import as_archive_rows, build_archive, generated_tables
+from fixtures.archives import as_archive_rows, build_archive, expected_rows, generated_tables, sample_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,3 +171,25 @@ def test_a_restore_whose_worker_dies_is_rolled_back_and_says_so(app, tmp_path):
                 restore_archive(archive, db.engine, RestoreOptions("replace"), progress=kill_the_worker_midway)
     assert len(killed) == 1
     assert as_archive_rows(app) == before
+
+
+def test_without_a_python_to_start_the_child_a_restore_writes_in_process(app, tmp_path, monkeypatch):
+    """Under uWSGI or mod_wsgi ``sys.executable`` is no Python: the same restore runs on an in-process connection."""
+    started = []
+    monkeypatch.setattr(SQLiteWorker, "can_start", staticmethod(lambda: False))
+    monkeypatch.setattr(SQLiteWorker, "__init__", lambda self, database: started.append(database))
+    key = format.signing_key(app.config)
+    good = build_archive(tmp_path / "good.zip", sample_tables(), key=key)
+    duplicated = sample_tables()
+    duplicated["users"].append(dict(duplicated["users"][1], username="zed", email="zed@example.com"))
+    bad = build_archive(tmp_path / "bad.zip", duplicated, key=key)
+    with app.app_context():
+        limits = Limits.from_config(app.config)
+        with Archive.open(good, limits=limits, signing_key=key) as archive:
+            result = restore_archive(archive, db.engine, RestoreOptions("replace"))
+        assert result["tables"]["users"]["inserted"] == len(sample_tables()["users"])
+        with Archive.open(bad, limits=limits, signing_key=key) as archive:
+            with pytest.raises(ArchiveError, match=r"Table users, row 4 \(id 2\) cannot be stored"):
+                restore_archive(archive, db.engine, RestoreOptions("replace"))
+    assert as_archive_rows(app) == expected_rows(sample_tables())
+    assert started == []

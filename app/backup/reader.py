@@ -497,7 +497,8 @@ class Archive:
         self._data_stream = stream
         self._prefetch = _Prefetch(stream.chunks())
         try:
-            yield from self._counted(_fast_events(self._prefetch, decode) if fast else _json_events(self._prefetch), stream)
+            parser = _fast_events(self._prefetch, decode) if fast else _json_events(self._prefetch)
+            yield from self._counted(parser, stream)
         finally:
             self._stop_prefetch()
 
@@ -578,7 +579,7 @@ _DOC, _KEY_OR_CLOSE, _KEY, _COLON, _OPEN, _ROW_OR_END, _ROW, _AFTER_ROW, _AFTER_
 
 
 def _fast_events(chunks: Iterator[bytes], decode: RowsDecoder | None = None) -> Iterator[tuple[str, object]]:
-    """Events from the writer's layout: runs of row lines are parsed by one orjson call each.
+    """Events from the writer's layout: runs of row lines are parsed by one call each (``decode`` or orjson).
 
     JSON strings cannot hold a raw newline, so a line starting with ``]`` can only
     close the table's list (or a nested list, which then fails to parse and sends

@@ -542,7 +542,7 @@ class _Target:
         self.data_errors = (dbapi.IntegrityError, dbapi.DataError)
         database = _sqlite_file(engine)
         # SQLite files are written by a child process, so writing overlaps reading the archive.
-        self.pipelined = database is not None
+        self.pipelined = database is not None and SQLiteWorker.can_start()
         self.raw = SQLiteWorker(database) if self.pipelined else engine.raw_connection()
         self.cursor = self.raw.cursor()
         self._savepoints = 0

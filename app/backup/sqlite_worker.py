@@ -49,6 +49,12 @@ class SQLiteWorker:
     surface from a later call.
     """
 
+    @staticmethod
+    def can_start() -> bool:
+        """Whether this process can start the child: ``sys.executable`` is a Python
+        (under uWSGI or mod_wsgi it is not, and the restore then writes in-process)."""
+        return os.path.basename(sys.executable or "").startswith("python")
+
     def __init__(self, database: str):
         self._process = subprocess.Popen(
             [sys.executable, "-I", "-S", os.path.abspath(__file__), database],
