@@ -92,6 +92,14 @@ def timed(cmd: str, env=None) -> dict:
             "rss_mb": max(int(rss_kb), tree_peak) / 1024, "stdout": output}
 
 
+def measure(results: dict, key: str, cmd: str, env=None, output: Path | None = None) -> dict:
+    """Time ``cmd`` (see ``timed``), note the size of ``output`` if any, and add the sample to ``results[key]``."""
+    sample = timed(cmd, env=env)
+    sample["size_mb"] = output.stat().st_size / 2**20 if output is not None else 0.0
+    results[key].append(sample)
+    return sample
+
+
 def median_of(samples: list[dict]) -> dict:
     return {key: statistics.median(s[key] for s in samples) for key in ("wall", "cpu", "rss_mb", "size_mb")}
 
@@ -228,20 +236,15 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
     naive_zip = base / "naive.zip"
     for i in range(repeats):
         print(f"  repeat {i + 1}/{repeats}: backups", flush=True)
-        sample = timed(f"sqlite3 {db_path} .dump | gzip -6 > {dump_gz}")
-        sample["size_mb"] = dump_gz.stat().st_size / 2**20
-        results["sqlite_dump_gzip"].append(sample)
+        measure(results, "sqlite_dump_gzip", f"sqlite3 {db_path} .dump | gzip -6 > {dump_gz}", output=dump_gz)
 
-        sample = timed(f"{FLASK} backup create", env=env)
+        sample = measure(results, "ours_backup", f"{FLASK} backup create", env=env)
         archive = backups / sample["stdout"].strip().splitlines()[-1].strip().split()[-1]
         if not archive.exists():
             archive = newest_archive(backups)
         sample["size_mb"] = archive.stat().st_size / 2**20
-        results["ours_backup"].append(sample)
 
-        sample = timed(f"{PYTHON} bench/naive_backup.py {db_path} {naive_zip}")
-        sample["size_mb"] = naive_zip.stat().st_size / 2**20
-        results["naive_dump"].append(sample)
+        measure(results, "naive_dump", f"{PYTHON} bench/naive_backup.py {db_path} {naive_zip}", output=naive_zip)
 
     dump_sql = base / "dump.sql"
     with gzip.open(dump_gz, "rb") as src, open(dump_sql, "wb") as dst:
@@ -251,21 +254,16 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
         print(f"  repeat {i + 1}/{repeats}: restores", flush=True)
         peer_db = base / "peer.db"
         peer_db.unlink(missing_ok=True)
-        sample = timed(f"sqlite3 {peer_db} < {dump_sql}")
-        sample["size_mb"] = peer_db.stat().st_size / 2**20
-        results["sqlite_restore"].append(sample)
+        measure(results, "sqlite_restore", f"sqlite3 {peer_db} < {dump_sql}", output=peer_db)
 
         target_url = fresh_sqlite(target, base / "target-backups")
-        sample = timed(f"{FLASK} backup restore {archive} --mode replace --yes",
-                       env=env_for(target_url, base / "target-backups"))
-        sample["size_mb"] = target.stat().st_size / 2**20
-        results["ours_restore"].append(sample)
+        target_env = env_for(target_url, base / "target-backups")
+        measure(results, "ours_restore", f"{FLASK} backup restore {archive} --mode replace --yes", env=target_env,
+                output=target)
 
         delete_last_tenth(target_url)
-        sample = timed(f"{FLASK} backup restore {archive} --mode merge --yes",
-                       env=env_for(target_url, base / "target-backups"))
-        sample["size_mb"] = target.stat().st_size / 2**20
-        results["ours_merge"].append(sample)
+        measure(results, "ours_merge", f"{FLASK} backup restore {archive} --mode merge --yes", env=target_env,
+                output=target)
 
     if with_pg:
         pg_backups = base / "pg-backups"
@@ -276,30 +274,22 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
         floor_script = copy_floor_script(pg_url, base)
         for i in range(repeats):
             print(f"  repeat {i + 1}/{repeats}: PostgreSQL", flush=True)
-            sample = timed(f"pg_dump -Fc -f {pg_file} '{libpq_url(pg_url)}'")
-            sample["size_mb"] = pg_file.stat().st_size / 2**20
-            results["pg_dump"].append(sample)
+            measure(results, "pg_dump", f"pg_dump -Fc -f {pg_file} '{libpq_url(pg_url)}'", output=pg_file)
 
-            sample = timed(f"{FLASK} backup create", env=pg_env)
+            sample = measure(results, "ours_backup_pg", f"{FLASK} backup create", env=pg_env)
             pg_archive = newest_archive(pg_backups)
             sample["size_mb"] = pg_archive.stat().st_size / 2**20
-            results["ours_backup_pg"].append(sample)
 
             peer_url = fresh_pg("cq_bench_peer", pg_backups, migrate=False)
-            sample = timed(f"pg_restore -j2 --no-owner -d '{libpq_url(peer_url)}' {pg_file}")
-            sample["size_mb"] = 0.0
-            results["pg_restore"].append(sample)
+            measure(results, "pg_restore", f"pg_restore -j2 --no-owner -d '{libpq_url(peer_url)}' {pg_file}")
 
             target_pg = fresh_pg("cq_bench_target", pg_backups)
-            sample = timed(f"{FLASK} backup restore {pg_archive} --mode replace --yes",
-                           env=env_for(target_pg, pg_backups))
-            sample["size_mb"] = 0.0
-            results["ours_restore_pg"].append(sample)
+            measure(results, "ours_restore_pg", f"{FLASK} backup restore {pg_archive} --mode replace --yes",
+                    env=env_for(target_pg, pg_backups))
 
             floor_pg = fresh_pg("cq_bench_floor", pg_backups)
-            sample = timed(f"psql -q -v ON_ERROR_STOP=1 -1 -f {floor_script} '{libpq_url(floor_pg)}'")
-            sample["size_mb"] = 0.0
-            results["pg_copy_floor"].append(sample)
+            measure(results, "pg_copy_floor",
+                    f"psql -q -v ON_ERROR_STOP=1 -1 -f {floor_script} '{libpq_url(floor_pg)}'")
         for name in ("cq_bench_source", "cq_bench_peer", "cq_bench_target", "cq_bench_floor"):
             pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     return {key: median_of(samples) for key, samples in results.items() if samples}
