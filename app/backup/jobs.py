@@ -198,6 +198,18 @@ class JobHandle:
             log.warning("could not record progress of job %s", self.job_id, exc_info=True)
 
 
+    def reporter(self, also: ProgressCallback | None = None) -> ProgressCallback:
+        """A progress callback recording to this job, and passing each report on to ``also`` too."""
+        if also is None:
+            return self.progress
+
+        def report(fraction: float, message: str) -> None:
+            self.progress(fraction, message)
+            also(fraction, message)
+
+        return report
+
+
 # Progress of jobs running in this process, readable even while a write transaction
 # (an SQLite restore) keeps the database from recording it.
 _live_progress: dict[str, tuple[float, str]] = {}

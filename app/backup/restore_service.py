@@ -170,13 +170,8 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
         check_request(app, source, options)
 
         def work(handle: jobs.JobHandle) -> dict:
-            def report(fraction: float, message: str) -> None:
-                handle.progress(fraction, message)
-                if progress is not None:
-                    progress(fraction, message)
-
             try:
-                return perform_restore(app, source, options, actor=actor, progress=report)
+                return perform_restore(app, source, options, actor=actor, progress=handle.reporter(also=progress))
             finally:
                 if background:
                     source.discard()

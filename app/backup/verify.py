@@ -117,12 +117,7 @@ def verify_source(source: ArchiveSource, *, actor: str | None, trust_unsigned: b
         trusted = trusted or not BackupService(app).get(source.listed_name)["signed"]
 
     def work(handle: jobs.JobHandle) -> dict:
-        def report(fraction: float, message: str) -> None:
-            handle.progress(fraction, message)
-            if progress is not None:
-                progress(fraction, message)
-
-        return verify_archive(app, source, trust_unsigned=trusted, progress=report)
+        return verify_archive(app, source, trust_unsigned=trusted, progress=handle.reporter(also=progress))
 
     job = jobs.run_job("verify", actor, work, exclusive=False, background=False)
     verification = BackupService.job(job.id)["result"]
