@@ -421,8 +421,9 @@ class TableCodec:
         row_type = msgspec.defstruct(f"{self.name}_row", fields, forbid_unknown_fields=True, gc=False)
         decode = msgspec.json.Decoder(list[row_type]).decode
         astuple = msgspec.structs.astuple
-        if dates and self._date_spelling == "iso":
-            # Dates stay as they are: check them in place and let msgspec build the tuples.
+        if dates:
+            # Only the dates need Python: each is checked and re-spelled in place, then
+            # msgspec turns the rows into tuples.
             lines = ["def convert(objects):", "    for o in objects:"]
             for i in dates:
                 lines.append(f"        v{i} = o.{self.names[i]}")
@@ -430,25 +431,9 @@ class TableCodec:
                 if self.columns[i].nullable:
                     lines.append(f"        if v{i} is not None:")
                     pad += "    "
-                lines += _datetime_lines(f"v{i}", i, pad, "iso")
+                lines += _datetime_lines(f"v{i}", i, pad, self._date_spelling)
                 lines.append(f"{pad}o.{self.names[i]} = v{i}")
             lines.append("    return [_astuple(o) for o in objects]")
-            namespace = {"_astuple": astuple, "_parse": datetime.fromisoformat}
-            namespace.update({f"_check{i}": self.checks[i] for i in dates})
-            exec(compile("\n".join(lines), f"<restore decoder {self.name}>", "exec"), namespace)
-            convert = namespace["convert"]
-        elif dates:
-            names = ", ".join(f"v{i}" for i in range(self.width))
-            lines = ["def convert(objects):", "    out = []", "    for o in objects:",
-                     f"        {names}{',' if self.width == 1 else ''} = _astuple(o)"]
-            for i in dates:
-                pad = "        "
-                if self.columns[i].nullable:
-                    lines.append(f"        if v{i} is not None:")
-                    pad += "    "
-                lines += _datetime_lines(f"v{i}", i, pad, self._date_spelling)
-            lines.append(f"        out.append(({names}{',' if self.width == 1 else ''}))")
-            lines.append("    return out")
             namespace = {"_astuple": astuple, "_parse": datetime.fromisoformat}
             namespace.update({f"_check{i}": self.checks[i] for i in dates})
             exec(compile("\n".join(lines), f"<restore decoder {self.name}>", "exec"), namespace)
