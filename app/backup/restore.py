@@ -595,9 +595,12 @@ class _Target:
     def insert_later(self, table: str, names: Sequence[str], rows: list,
                      on_error: Callable[[int, Exception], Exception]) -> None:
         """Pipelined targets: insert without waiting; a failing row raises ``on_error(index, error)`` later."""
+        self.raw.insert_later(self._insert_sql(table, names), rows, on_error)
+
+    def _insert_sql(self, table: str, names: Sequence[str]) -> str:
         columns = ", ".join(self.q(n) for n in names)
         marks = ", ".join([self.placeholder] * len(names))
-        self.raw.insert_later(f"INSERT INTO {self.q(table)} ({columns}) VALUES ({marks})", rows, on_error)
+        return f"INSERT INTO {self.q(table)} ({columns}) VALUES ({marks})"
 
     def savepoint(self) -> str:
         self._savepoints += 1
@@ -636,14 +639,12 @@ class _Target:
     def insert(self, table: str, names: Sequence[str], rows: list) -> None:
         if not rows:
             return
-        columns = ", ".join(self.q(n) for n in names)
         if self.postgres:
             with self.copy(table, names) as copy:
                 for row in rows:
                     copy.write_row(row)
             return
-        marks = ", ".join([self.placeholder] * len(names))
-        self.cursor.executemany(f"INSERT INTO {self.q(table)} ({columns}) VALUES ({marks})", rows)
+        self.cursor.executemany(self._insert_sql(table, names), rows)
 
     def update(self, table: str, names: Sequence[str], pk: str, rows: list) -> None:
         """``rows`` hold the values of ``names`` followed by the primary key."""
@@ -1127,31 +1128,43 @@ class _TableWriter:
     def _insert_skipping_failures(self, rows: list) -> None:
         if not rows:
             return
+        names = self.codec.names
+        self.counts.inserted += self._write_sifting(
+            rows, lambda batch: self.target.insert(self.name, names, batch),
+            lambda values: self._skip(values, "collides with an existing row on a unique column"))
+
+    def _write_sifting(self, rows: list, write: Callable[[list], None], skip: Callable[[list], None]) -> int:
+        """Write ``rows`` (``(number, values)``) in one batch under a savepoint; return how many were written.
+
+        When the database refuses the batch for something the checks above could not
+        foresee (e.g. a collation that equates accented letters), the rows are written
+        one by one: one that collides on a unique column goes to ``skip``, and any other
+        refused value stops the restore with the row named.
+        """
         target = self.target
         savepoint = target.savepoint()
         try:
-            target.insert(self.name, self.codec.names, [values for _, values in rows])
+            write([values for _, values in rows])
         except target.data_errors:
             target.rollback_to(savepoint)
         else:
             target.release(savepoint)
-            self.counts.inserted += len(rows)
-            return
-        # Something the checks above could not foresee (e.g. a collation that equates
-        # accented letters): find the rows one by one and skip them.
+            return len(rows)
+        written = 0
         for number, values in rows:
             savepoint = target.savepoint()
             try:
-                target.insert(self.name, self.codec.names, [values])
+                write([values])
             except target.data_errors as exc:
                 target.rollback_to(savepoint)
                 if isinstance(exc, target.data_errors[1]):
                     raise ArchiveError(f"{self._where(number, values)} cannot be stored: {_db_message(exc)}.") \
                         from exc
-                self._skip(values, "collides with an existing row on a unique column")
+                skip(values)
                 continue
             target.release(savepoint)
-            self.counts.inserted += 1
+            written += 1
+        return written
 
     def _overwrite(self, rows: list) -> None:
         codec, target = self.codec, self.target
@@ -1175,30 +1188,13 @@ class _TableWriter:
         def params(values):
             return [values[i] for i in positions] + [values[pk_index]]
 
-        savepoint = target.savepoint()
-        try:
-            target.update(self.name, names, codec.pk, [params(values) for _, values in changed])
-        except target.data_errors:
-            target.rollback_to(savepoint)
-        else:
-            target.release(savepoint)
-            self.counts.updated += len(changed)
-            return
-        for number, values in changed:
-            savepoint = target.savepoint()
-            try:
-                target.update(self.name, names, codec.pk, [params(values)])
-            except target.data_errors as exc:
-                target.rollback_to(savepoint)
-                if isinstance(exc, target.data_errors[1]):
-                    raise ArchiveError(f"{self._where(number, values)} cannot be stored: {_db_message(exc)}.") \
-                        from exc
-                self.counts.skipped += 1
-                self.restore.reasons.add(self.name, "collides with an existing row on a unique column",
-                                         values[pk_index])
-                continue
-            target.release(savepoint)
-            self.counts.updated += 1
+        def skip(values):
+            self.counts.skipped += 1
+            self.restore.reasons.add(self.name, "collides with an existing row on a unique column", values[pk_index])
+
+        self.counts.updated += self._write_sifting(
+            changed, lambda batch: target.update(self.name, names, codec.pk, [params(values) for values in batch]),
+            skip)
 
     def _where(self, number: int, values: list) -> str:
         if self.codec.pk_index is not None:
