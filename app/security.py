@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from .extensions import csrf, db
 from .models import ApiToken, User, password_fingerprint, utcnow
+from .sqlite_pragmas import lock_waits_skipped
 
 TOKEN_USE_RECORD_INTERVAL = timedelta(hours=1)
 _DEFAULT_HASHER = PasswordHasher()
@@ -101,11 +102,12 @@ def user_for_token(token: str) -> User | None:
         return None
     now = utcnow()
     # Recorded at most hourly and best effort: a restore holding SQLite's write lock
-    # must not make every API request (job polling included) wait for it.
+    # must not make any API request (job polling included) wait for it.
     if row.last_used_at is None or now - row.last_used_at > TOKEN_USE_RECORD_INTERVAL:
         row.last_used_at = now
         try:
-            db.session.commit()
+            with lock_waits_skipped(db.session.connection()):
+                db.session.commit()
         except OperationalError:
             db.session.rollback()
     return user

@@ -6,6 +6,8 @@ line chosen by a seeded random generator (so a failure can be replayed), then
 checks the data tables and API tokens equal their state before the restore,
 and that the next start of the app marks the interrupted job failed. On
 PostgreSQL the restore's connection is also terminated from another session.
+A restore frozen half-way (SIGSTOP) shows that the app keeps answering
+signed-in requests while a replace holds its transaction open.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -195,3 +198,37 @@ def terminate_mid_restore(app, archive, postgres_url):
     with app.app_context():
         job = db.session.query(BackupJob).filter_by(kind="restore").order_by(BackupJob.created_at.desc()).first()
         assert job.status == "failed" and "rolled back" in job.message
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_signed_in_requests_are_answered_while_a_replace_is_half_way(tmp_path, request, database):
+    url = f"sqlite:///{tmp_path / 'busy.db'}" if database == "sqlite" else request.getfixturevalue("postgres_url")
+    with prepared(tmp_path, url) as (app, archive):
+        with app.app_context():
+            from app.models import User
+            from app.security import issue_api_token
+
+            headers = {"Authorization": "Bearer " + issue_api_token(db.session.query(User).filter_by(
+                username="admin").one())}
+        with restore_process(app, archive) as process:
+            try:
+                for line in progress_lines(process):
+                    if "Restoring login_attempts" in line:
+                        break
+                # Frozen with its transaction open: whatever it locks stays locked.
+                process.send_signal(signal.SIGSTOP)
+                with app.app_context():
+                    job_id = db.session.query(BackupJob.id).filter_by(kind="restore", status="running").scalar()
+                    db.session.remove()
+                answers = []
+                asking = threading.Thread(target=lambda: answers.append(
+                    app.test_client().get(f"/admin/backup-jobs/{job_id}", headers=headers)), daemon=True)
+                asking.start()
+                asking.join(timeout=30)
+                assert answers, "the job's status request waited for the restore's transaction"
+                assert answers[0].status_code == 200
+                assert answers[0].get_json()["job"]["status"] == "running"
+            finally:
+                process.send_signal(signal.SIGCONT)
+            list(progress_lines(process))
+            assert process.wait(timeout=300) == 0, process.stdout.read()

@@ -696,12 +696,6 @@ class _Target:
             return [(name, sql) for name, sql in self.cursor.fetchall()]
         return []
 
-    def foreign_keys(self, table: str) -> list[tuple[str, str]]:
-        """PostgreSQL: ``(name, definition)`` of the table's foreign key constraints."""
-        self.cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                            "WHERE contype = 'f' AND conrelid = %s::regclass", (self.q(table),))
-        return [(name, definition) for name, definition in self.cursor.fetchall()]
-
     def drop_index(self, name: str) -> None:
         self.execute_later(f"DROP INDEX {self.q(name)}")
 
@@ -1254,7 +1248,6 @@ class _Restore:
         self.written_ids: dict[str, set] = {}
         self._kept_ids: dict[str, set] = {}
         self.is_parent = {name: any(name in parents for parents in plan.parents.values()) for name in plan.names}
-        self._dropped_foreign_keys: list[tuple[str, str, str]] = []
         # Read up front: a pipelined target would otherwise wait for the previous table's index builds.
         self.secondary_indexes = {name: target.secondary_indexes(name) for name in plan.names} \
             if options.mode == "replace" else {}
@@ -1283,8 +1276,6 @@ class _Restore:
             self._refuse_orphaning_children()
             if "users" in plan.names:
                 token_owners = self._token_owners()
-            if target.postgres:
-                self._drop_foreign_keys()
             for table in reversed(plan.tables):
                 self.counts[table.name].deleted = target.delete_all(table.name)
             self.report("Deleted the current rows")
@@ -1347,7 +1338,6 @@ class _Restore:
         finally:
             for spool in spooled.values():
                 spool.close()
-        self._add_foreign_keys_again()
         if token_owners is not None:
             self._forget_operational_rows_of_removed_users(token_owners)
         return {
@@ -1356,26 +1346,6 @@ class _Restore:
             "skipped_reasons": self.reasons.as_list(),
             "safety_backup": None,
         }
-
-    def _drop_foreign_keys(self) -> None:
-        """PostgreSQL replace: drop the restored tables' foreign keys until their rows are in.
-
-        Checked per row, each key costs a lookup and a row lock on the parent; added
-        again at the end, it is checked in one join (as pg_restore does). The restore
-        has checked every key itself by then, and DDL is transactional here, so a
-        rollback brings the constraints back.
-        """
-        q = self.target.q
-        for table in self.plan.tables:
-            for name, definition in self.target.foreign_keys(table.name):
-                self.target.cursor.execute(f"ALTER TABLE {q(table.name)} DROP CONSTRAINT {q(name)}")
-                self._dropped_foreign_keys.append((table.name, name, definition))
-
-    def _add_foreign_keys_again(self) -> None:
-        q = self.target.q
-        for table, name, definition in self._dropped_foreign_keys:
-            self.target.cursor.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} {definition}")
-        self._dropped_foreign_keys = []
 
     def _refuse_orphaning_children(self) -> None:
         for table in data_tables():
