@@ -81,7 +81,7 @@ def worker_children() -> list[int]:
     return found
 
 
-def test_a_bad_row_is_found_and_its_batch_leaves_nothing(tmp_path):
+def test_a_bad_row_is_named_by_its_place_in_the_batch(tmp_path):
     path = small_database(tmp_path / "w.db")
     worker = SQLiteWorker(str(path))
     cursor = worker.cursor()
@@ -92,8 +92,8 @@ def test_a_bad_row_is_found_and_its_batch_leaves_nothing(tmp_path):
                             on_error=lambda index, exc: ValueError(f"row {index}: {exc}"))
         with pytest.raises(ValueError, match=r"row 1: UNIQUE constraint failed: t\.name"):
             cursor.execute("SELECT 1")
-        # The first batch is in, the failing one left nothing behind.
-        assert cursor.execute("SELECT id FROM t ORDER BY id").fetchall() == [(1,), (2,), (3,)]
+        # The rows before the failing one are in; the rollback takes them back with the rest.
+        assert cursor.execute("SELECT id FROM t ORDER BY id").fetchall() == [(1,), (2,), (3,), (4,)]
         worker.rollback()
     finally:
         worker.close()
