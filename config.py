@@ -131,6 +131,10 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         # Host names this app answers to; links in e-mails are built from the request's
         # host, so production should set it to stop reset-link poisoning.
         "TRUSTED_HOSTS": [h.strip() for h in get("TRUSTED_HOSTS", "").split(",") if h.strip()] or None,
+        # Reverse proxies in front of the app. Their X-Forwarded-For/-Proto/-Host headers are
+        # believed only when set: otherwise every client shares the proxy's address (and its
+        # per-IP login lock-out), and without a proxy a client could forge its address.
+        "TRUSTED_PROXIES": parse_int("TRUSTED_PROXIES", get("TRUSTED_PROXIES", "0"), 0, 10),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,

@@ -19,6 +19,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     """
     app = Flask(__name__, instance_relative_config=True)
     configure(app, overrides)
+    trust_proxies(app)
     register_extensions(app)
     register_blueprints(app)
     register_request_hooks(app)
@@ -33,6 +34,15 @@ def configure(app: Flask, overrides: dict | None) -> None:
     app.config.from_mapping(load_config())
     if overrides:
         app.config.from_mapping(overrides)
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXIES`` reverse proxies, take the client's address, scheme and host from them."""
+    hops = app.config.get("TRUSTED_PROXIES", 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def register_extensions(app: Flask) -> None:

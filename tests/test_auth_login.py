@@ -4,7 +4,8 @@ from app import create_app
 from app.auth.service import GENERIC_LOGIN_ERROR
 from app.extensions import db
 from app.models import LoginAttempt
-from tests.conftest import USER_PASSWORD, csrf_token_from, flashes, login, test_settings
+from app.cli import create_account
+from tests.conftest import USER_PASSWORD, build_app, csrf_token_from, flashes, login, test_settings
 
 
 
@@ -104,6 +105,40 @@ def test_ip_locks_after_twenty_failures_across_accounts(app, plain_user):
     # alice herself, from her own address, still gets in
     alice = from_ip(app.test_client(), "192.0.2.44")
     assert login(alice, "alice", USER_PASSWORD).status_code == 302
+
+
+def behind_proxy(app, client_ip):
+    """A client whose requests reach the app through one reverse proxy at 10.0.0.1."""
+    client = from_ip(app.test_client(), "10.0.0.1")
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = client_ip
+    return client
+
+
+def test_behind_a_trusted_proxy_each_client_is_locked_out_by_its_own_address(tmp_path):
+    app = build_app(tmp_path, TRUSTED_PROXIES=1)
+    try:
+        with app.app_context():
+            create_account("alice", "alice@example.com", USER_PASSWORD, is_admin=False)
+        attacker = behind_proxy(app, "198.51.100.9")
+        for n in range(20):
+            login(attacker, f"guess{n}", "wrong-password")
+        assert flashes(login(attacker, "alice", USER_PASSWORD)) == [GENERIC_LOGIN_ERROR]
+
+        assert login(behind_proxy(app, "192.0.2.44"), "alice", USER_PASSWORD).status_code == 302
+        assert {a.ip_address for a in attempts(app)} == {"198.51.100.9", "192.0.2.44"}
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_without_trusted_proxies_a_forwarded_address_is_not_believed(app, plain_user):
+    attacker = behind_proxy(app, "198.51.100.9")
+    for n in range(20):
+        login(attacker, f"guess{n}", "wrong-password")
+    # Everyone behind the proxy shares its address, so the lock-out reaches alice too:
+    # the reason to set TRUSTED_PROXIES behind one.
+    assert flashes(login(behind_proxy(app, "192.0.2.44"), "alice", USER_PASSWORD)) == [GENERIC_LOGIN_ERROR]
+    assert {a.ip_address for a in attempts(app)} == {"10.0.0.1"}
 
 
 def test_lock_out_holds_across_two_app_instances_on_one_database(app, tmp_path, plain_user):

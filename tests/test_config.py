@@ -32,6 +32,8 @@ def settings(**env):
     ("BACKUP_MAX_DECOMPRESSED_SIZE", "huge"),
     ("BACKUP_MAX_COMPRESSION_RATIO", "0.5"),
     ("BACKUP_MAX_COMPRESSION_RATIO", "many"),
+    ("TRUSTED_PROXIES", "yes"),
+    ("TRUSTED_PROXIES", "-1"),
 ])
 def test_a_bad_value_raises_config_error_naming_the_variable(name, value):
     with pytest.raises(ConfigError) as error:
