@@ -227,6 +227,31 @@ def test_open_read_file_is_anonymous_and_gone_after_close(s3, storage):
         fh.close()
 
 
+def test_reading_an_archives_metadata_fetches_only_its_directory_and_that_member(s3, storage, tmp_path):
+    from app.backup.archive import read_metadata
+    from fixtures.archives import build_archive, generated_tables
+
+    archive = build_archive(tmp_path / "big.zip", generated_tables(users=2_000, attempts=40_000), key=None)
+    name = write(storage, archive.read_bytes(), names=("big.zip",))
+    entry = storage.stat(name)
+    assert entry.size > 1_000_000
+    fetched = []
+
+    def count(parsed, **_):
+        fetched.append(parsed["ContentLength"])
+
+    storage.client.meta.events.register("after-call.s3.GetObject", count)
+    try:
+        with storage.open_parts(entry) as fh:
+            metadata = read_metadata(fh)
+    finally:
+        storage.client.meta.events.unregister("after-call.s3.GetObject", count)
+    with storage.open_read(name) as fh:
+        assert metadata == read_metadata(fh)
+    assert metadata["record_counts"]["login_attempts"] == 40_000
+    assert sum(fetched) < 200_000 and len(fetched) <= 4, fetched
+
+
 @pytest.mark.parametrize("name", ["nope.zip", ".hidden", "../a.zip", "sub/a.zip", "", "."])
 def test_unknown_or_unsafe_names_are_not_found(s3, storage, name):
     s3.client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/sub/a.zip", Body=b"x")

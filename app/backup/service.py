@@ -258,7 +258,7 @@ class BackupService:
             return hit[2]
         _cache_stats["misses"] += 1
         try:
-            with self.storage.open_read(entry.name) as fh:
+            with self.storage.open_parts(entry) as fh:
                 metadata = archive.read_metadata(fh)
         except BackupError as exc:
             log.info("not listing %s: %s", entry.name, exc)

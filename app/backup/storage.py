@@ -72,6 +72,13 @@ class Storage(ABC):
     def open_read(self, name: str) -> BinaryIO:
         """A seekable binary file open for reading; the caller closes it."""
 
+    def open_parts(self, entry: StoredFile) -> BinaryIO:
+        """Like ``open_read``, for reading a few parts of a large file (a ZIP's directory and one member).
+
+        A remote store fetches only the bytes read instead of the whole file.
+        """
+        return self.open_read(entry.name)
+
     @abstractmethod
     def atomic_writer(self, candidate_names: Iterable[str]):
         """Context manager yielding a ``PendingFile``.
