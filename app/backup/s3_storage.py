@@ -193,17 +193,23 @@ class S3Storage(Storage):
             raise self._error("list", exc) from exc
         return entries
 
-    def stat(self, name: str) -> StoredFile:
-        """Size and LastModified of one object (``head_object``)."""
-        key = self._key(name)
+    @contextmanager
+    def _reading(self, name: str) -> Iterator[None]:
+        """S3's errors while reading ``name`` as ours: not found, or what to fix."""
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            yield
         except ClientError as exc:
             if _code(exc) in _NOT_FOUND_CODES:
                 self._not_found(name)
             raise self._error("read", exc) from exc
         except BotoCoreError as exc:
             raise self._error("read", exc) from exc
+
+    def stat(self, name: str) -> StoredFile:
+        """Size and LastModified of one object (``head_object``)."""
+        key = self._key(name)
+        with self._reading(name):
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
         return StoredFile(name, head["ContentLength"], _mtime_ns(head["LastModified"]))
 
     def open_read(self, name: str) -> BinaryIO:
@@ -229,15 +235,10 @@ class S3Storage(Storage):
         return io.BufferedReader(_ObjectRanges(self, entry), buffer_size=RANGE_READ_BYTES)
 
     def _get_range(self, name: str, first: int, last: int) -> bytes:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(name), Range=f"bytes={first}-{last}")
+        key = self._key(name)
+        with self._reading(name):
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={first}-{last}")
             data = response["Body"].read()
-        except ClientError as exc:
-            if _code(exc) in _NOT_FOUND_CODES:
-                self._not_found(name)
-            raise self._error("read", exc) from exc
-        except BotoCoreError as exc:
-            raise self._error("read", exc) from exc
         # A store that ignores Range answers with the whole object.
         return data if "ContentRange" in response else data[first:last + 1]
 
