@@ -594,17 +594,9 @@ def _fast_events(chunks: Iterator[bytes], decode: RowsDecoder | None = None) -> 
     at_end = False
     while True:
         if state in (_ROW_OR_END, _ROW, _AFTER_ROW) and buffer[:1] != b"]":
+            # Up to the line closing the table, else up to the last whole line.
             end = buffer.find(b"\n]")
-            if end >= 0:
-                region, buffer = buffer[:end], buffer[end + 1:]
-            else:
-                cut = buffer.rfind(b"\n")
-                if cut >= 0:
-                    region, buffer = buffer[:cut], buffer[cut + 1:]
-                elif at_end:
-                    region, buffer = buffer, b""
-                else:
-                    region = None
+            region, buffer = _cut(buffer, end if end >= 0 else buffer.rfind(b"\n"), at_end)
             if region is not None:
                 region = region.strip()
                 if region:
@@ -626,13 +618,7 @@ def _fast_events(chunks: Iterator[bytes], decode: RowsDecoder | None = None) -> 
                     break
                 continue
         else:
-            newline = buffer.find(b"\n")
-            if newline >= 0:
-                line, buffer = buffer[:newline], buffer[newline + 1:]
-            elif at_end:
-                line, buffer = buffer, b""
-            else:
-                line = None
+            line, buffer = _cut(buffer, buffer.find(b"\n"), at_end)
             if line is not None:
                 for event in _structure(line, state, name):
                     if event[0] == "state":
@@ -653,6 +639,19 @@ def _fast_events(chunks: Iterator[bytes], decode: RowsDecoder | None = None) -> 
                 raise LayoutMismatch("a line is too long for the line layout")
     if state != _DONE:
         raise LayoutMismatch("the document does not end where the line layout ends")
+
+
+def _cut(buffer: bytes, newline: int, at_end: bool) -> tuple[bytes | None, bytes]:
+    """What comes before the newline at ``newline``, and what follows it.
+
+    Without a newline (-1): the whole buffer once the input has ended, else None
+    (more input is needed) and the buffer as it is.
+    """
+    if newline >= 0:
+        return buffer[:newline], buffer[newline + 1:]
+    if at_end:
+        return buffer, b""
+    return None, buffer
 
 
 def _structure(line: bytes, state: int, name):
