@@ -50,9 +50,10 @@ log = logging.getLogger(__name__)
 MODES = ("merge", "replace")
 CONFLICT_POLICIES = ("skip", "overwrite")
 BATCH_ROWS = 2000
-# Replacing a table with at least this many rows drops its non-unique indexes and builds
-# them again once the rows are in, inside the same transaction: one sort instead of a
-# random B-tree insert per row (what sqlite3 .dump and pg_restore do too).
+# Replacing a table with at least this many rows drops its non-unique indexes (on PostgreSQL
+# also its keys, where nothing points at them) and builds them again once the rows are in,
+# inside the same transaction: one sort instead of a B-tree insert per row (what sqlite3
+# .dump and pg_restore do too).
 INDEX_REBUILD_MIN_ROWS = 20_000
 SQLITE_CACHE_KIB = 16 * 1024
 REASON_SAMPLE_IDS = 20
@@ -533,6 +534,7 @@ class _Target:
         self._savepoints = 0
         self._broken = False
         self._sqlite_cache = None
+        self.may_skip_fk_triggers = False
 
     # transaction
 
@@ -558,6 +560,28 @@ class _Target:
             self.cursor.execute("SET LOCAL application_name = 'cyberquest-restore'")
             # Rebuilding the indexes of a bulk-loaded table sorts in memory up to this much.
             self.cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            self.may_skip_fk_triggers = replacing and self._may_set_replication_role()
+
+    def _may_set_replication_role(self) -> bool:
+        """PostgreSQL: whether this role may set ``session_replication_role`` (a superuser, or granted SET)."""
+        self.cursor.execute("SAVEPOINT cq_probe_role")
+        try:
+            self.cursor.execute("SET LOCAL session_replication_role = replica")
+        except self.engine.dialect.loaded_dbapi.Error:
+            self.cursor.execute("ROLLBACK TO SAVEPOINT cq_probe_role")
+            return False
+        self.cursor.execute("RELEASE SAVEPOINT cq_probe_role")
+        self.cursor.execute("SET LOCAL session_replication_role = origin")
+        return True
+
+    def foreign_key_triggers(self, enabled: bool) -> None:
+        """PostgreSQL: fire (or not) the foreign-key checks of the rows this transaction writes next.
+
+        Only for rows whose every reference the restore has checked against parent
+        rows it wrote itself in this transaction, which no other session can see,
+        let alone delete. Reset at the transaction's end whatever happens.
+        """
+        self.cursor.execute(f"SET LOCAL session_replication_role = {'origin' if enabled else 'replica'}")
 
     def commit(self) -> None:
         self.raw.commit()
@@ -676,28 +700,39 @@ class _Target:
     def existing_keys(self, table: str, key: str, values: Iterable) -> set:
         return {row[0] for row in self.select_where_in(table, [key], key, values)}
 
-    def secondary_indexes(self, table: str) -> list[tuple[str, str]]:
-        """``(name, CREATE statement)`` of the table's non-unique indexes, which a bulk load can rebuild.
+    def rebuildable_indexes(self, table: str) -> list[tuple[str, str]]:
+        """``(DROP statement, CREATE statement)`` of the indexes a bulk load of ``table`` can build afterwards.
 
-        Unique indexes stay: they are what refuses duplicate rows. MariaDB is left alone
-        because DDL there would commit the restore's transaction half-way.
+        Non-unique indexes, everywhere but MariaDB (DDL there would commit the
+        restore's transaction half-way). On PostgreSQL, when there is one, also the
+        primary key and unique constraints, unless a foreign key points at the table:
+        dropping an index already locks the table against every other session until
+        the commit, so dropping its keys too makes nobody wait longer; but dropping a
+        key another table's foreign key needs would lock that table as well. SQLite
+        cannot drop a key, so its unique indexes stay and refuse duplicates row by row.
         """
         if self.sqlite:
             self.cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
                                 "AND sql IS NOT NULL", (table,))
-            return [(name, sql) for name, sql in self.cursor.fetchall()
+            return [(f"DROP INDEX {self.q(name)}", sql) for name, sql in self.cursor.fetchall()
                     if not sql.lstrip().upper().startswith("CREATE UNIQUE")]
-        if self.postgres:
+        if not self.postgres:
+            return []
+        self.cursor.execute(
+            "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+            "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s::regclass "
+            "AND NOT x.indisunique AND NOT x.indisprimary", (self.q(table),))
+        found = [(f"DROP INDEX {self.q(name)}", sql) for name, sql in self.cursor.fetchall()]
+        if found:
             self.cursor.execute(
-                "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
-                "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
-                "WHERE t.relname = %s AND t.relnamespace = current_schema()::regnamespace "
-                "AND NOT x.indisunique AND NOT x.indisprimary", (table,))
-            return [(name, sql) for name, sql in self.cursor.fetchall()]
-        return []
-
-    def drop_index(self, name: str) -> None:
-        self.execute_later(f"DROP INDEX {self.q(name)}")
+                "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "WHERE c.conrelid = %s::regclass AND c.contype IN ('p', 'u') AND NOT EXISTS "
+                "(SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.confrelid = c.conrelid)",
+                (self.q(table),))
+            found += [(f"ALTER TABLE {self.q(table)} DROP CONSTRAINT {self.q(name)}",
+                       f"ALTER TABLE {self.q(table)} ADD CONSTRAINT {self.q(name)} {definition}")
+                      for name, definition in self.cursor.fetchall()]
+        return found
 
     def move_sequences_past(self, tables: Sequence) -> None:
         """Make the next generated id of each table larger than every id it now holds."""
@@ -873,6 +908,10 @@ class _TableWriter:
         self._copy_stack: ExitStack | None = None
         self._copy = None
         self.written_ids: set | None = None
+        # Every reference checked against parent rows written by this restore: the server
+        # need not look each parent up again (pg_restore --disable-triggers, in effect).
+        self.skip_fk_triggers = (self.streaming and self.target.may_skip_fk_triggers and bool(self.fks)
+                                 and all(parent in restore.written_ids for _i, _c, parent, _k in self.fks))
         if self.replacing:
             if self.tracks_skips:  # children check their parent ids against this set
                 self.written_ids = restore.written_ids[self.name] = set()
@@ -880,7 +919,7 @@ class _TableWriter:
                 restore.parent_ids(parent, parent_key)  # loaded now: no query can run during a COPY
             expected = (restore.archive.record_counts or {}).get(self.name, 0)
             if expected >= INDEX_REBUILD_MIN_ROWS:
-                self.drop_secondary_indexes()
+                self.drop_rebuildable_indexes()
 
     def add_rows(self, rows: list) -> None:
         """Convert and queue rows (numbered from 1 in the order they come); writes full batches."""
@@ -905,8 +944,13 @@ class _TableWriter:
                 stack.close()
             except self.target.data_errors as exc:
                 raise ArchiveError(self._copy_failure(exc)) from exc
-        for _name, create in self.dropped_indexes:
-            self.target.execute_later(create)
+            if self.skip_fk_triggers:
+                self.target.foreign_key_triggers(enabled=True)
+        try:
+            for _drop, create in self.dropped_indexes:
+                self.target.execute_later(create)
+        except self.target.data_errors as exc:  # a key built after the load found a duplicate
+            raise ArchiveError(self._duplicate_failure(exc)) from exc
         if self.dropped_indexes:
             self.restore.report(f"Indexed {self.name}")
         self.dropped_indexes = []
@@ -930,10 +974,17 @@ class _TableWriter:
                                             getattr(diag, "message_detail", None)) if part)
         return f"{where} cannot be stored: {(detail or _db_message(exc)).rstrip('.')}."
 
-    def drop_secondary_indexes(self) -> None:
-        for name, create in self.restore.secondary_indexes[self.name]:
-            self.target.drop_index(name)
-            self.dropped_indexes.append((name, create))
+    def _duplicate_failure(self, exc) -> str:
+        detail = getattr(getattr(exc, "diag", None), "message_detail", None) or ""
+        key = re.fullmatch(r"Key \((.+)\)=\((.*)\) is duplicated\.", detail)
+        if key:
+            return f"Table {self.name} cannot be stored: more than one row has {key.group(1)} {key.group(2)}."
+        return f"Table {self.name} cannot be stored: {_db_message(exc)}."
+
+    def drop_rebuildable_indexes(self) -> None:
+        for drop, create in self.restore.rebuildable_indexes[self.name]:
+            self.target.execute_later(drop)
+            self.dropped_indexes.append((drop, create))
 
     def flush(self) -> None:
         if not self.values:
@@ -1007,6 +1058,8 @@ class _TableWriter:
     def _stream(self, values: list) -> None:
         if self._copy is None:
             self._copy_stack = ExitStack()
+            if self.skip_fk_triggers:
+                self.target.foreign_key_triggers(enabled=False)
             self._copy = self._copy_stack.enter_context(self.target.copy(self.name, self.codec.names))
         write = self._copy.write_row
         try:
@@ -1249,7 +1302,7 @@ class _Restore:
         self._kept_ids: dict[str, set] = {}
         self.is_parent = {name: any(name in parents for parents in plan.parents.values()) for name in plan.names}
         # Read up front: a pipelined target would otherwise wait for the previous table's index builds.
-        self.secondary_indexes = {name: target.secondary_indexes(name) for name in plan.names} \
+        self.rebuildable_indexes = {name: target.rebuildable_indexes(name) for name in plan.names} \
             if options.mode == "replace" else {}
 
     def parent_ids(self, parent: str, key: str) -> set | None:
