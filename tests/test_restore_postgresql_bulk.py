@@ -12,6 +12,7 @@ that privilege restores the same rows.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager, nullcontext
 
 import orjson
 import pytest
@@ -59,39 +60,60 @@ def restore(app, archive):
                                               "--json"])
 
 
-@pytest.fixture
-def plain_role_url(postgres_databases):
-    """A new database owned by a role that is not a superuser (it may not set session_replication_role)."""
+@contextmanager
+def owned_by_a_plain_role(postgres_databases, may_set_replication_role: bool):
+    """A new database owned by a role that is not a superuser, granted SET on
+    session_replication_role or not; the URL connects as that role."""
     role = f"cq_plain_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN NOSUPERUSER"))
     url = postgres_databases.create()
     name = sa.make_url(url).database
     with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN NOSUPERUSER"))
         conn.execute(sa.text(f"ALTER DATABASE {name} OWNER TO {role}"))
-    yield sa.make_url(url).set(username=role).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
-    admin.dispose()
+        if may_set_replication_role:
+            conn.execute(sa.text(f"GRANT SET ON PARAMETER session_replication_role TO {role}"))
+    try:
+        yield sa.make_url(url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            if may_set_replication_role:
+                conn.execute(sa.text(f"REVOKE SET ON PARAMETER session_replication_role FROM {role}"))
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+        admin.dispose()
 
 
-@pytest.fixture(params=["superuser", "plain role"])
-def bulk_target(request, tmp_path):
-    url = request.getfixturevalue("postgres_url" if request.param == "superuser" else "plain_role_url")
-    app, archive = started(tmp_path, url)
-    with app.app_context(), db.engine.connect() as conn:
-        superuser = conn.execute(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar()
-    assert superuser == (request.param == "superuser")
-    yield app, archive
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+@contextmanager
+def bulk_target(request, tmp_path, role: str):
+    """An app on PostgreSQL as ``role`` (superuser, granted role, plain role), and an archive maker."""
+    if role == "superuser":
+        database = nullcontext(request.getfixturevalue("postgres_url"))
+    else:
+        database = owned_by_a_plain_role(request.getfixturevalue("postgres_databases"), role == "granted role")
+    with database as url:
+        app, archive = started(tmp_path, url)
+        try:
+            with app.app_context(), db.engine.connect() as conn:
+                superuser = conn.execute(sa.text("SELECT current_setting('is_superuser')")).scalar()
+            assert superuser == ("on" if role == "superuser" else "off")
+            yield app, archive
+        finally:
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
 
 
-def test_a_large_replace_leaves_every_index_and_key_as_it_was(bulk_target):
-    app, archive = bulk_target
+ROLES = ["superuser", "granted role", "plain role"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_large_replace_leaves_every_index_and_key_as_it_was(request, tmp_path, role):
+    with bulk_target(request, tmp_path, role) as (app, archive):
+        replace_and_compare(app, archive)
+
+
+def replace_and_compare(app, archive):
     before = schema_of(app)
     tables = generated_tables(users=USERS, attempts=ATTEMPTS, seed=5)
     outcome = restore(app, archive("large.zip", tables))
@@ -106,17 +128,7 @@ def test_a_large_replace_leaves_every_index_and_key_as_it_was(bulk_target):
                                  "attempted_at) VALUES (1, '10.0.0.1', 'x', true, now())"))
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda t: t["login_attempts"].append(dict(t["login_attempts"][6], user_agent="again")),
-     "Table login_attempts cannot be stored: more than one row has id 7."),
-    (lambda t: t["email_verifications"][-1].update(token=t["email_verifications"][3]["token"]),
-     "Table email_verifications cannot be stored: more than one row has token "),
-    (lambda t: t["email_verifications"][-1].update(user_id=USERS + 5),
-     f"Table email_verifications, row {USERS} (id {USERS}): user_id {USERS + 5} refers to a users row that "
-     "does not exist"),
-])
-def test_a_large_replace_still_refuses_duplicates_and_broken_references(bulk_target, change, message):
-    app, archive = bulk_target
+def refused(app, archive, change, message):
     tables = generated_tables(users=USERS, attempts=ATTEMPTS, seed=6)
     change(tables)
     before, schema = snapshot(app), schema_of(app)
@@ -125,3 +137,22 @@ def test_a_large_replace_still_refuses_duplicates_and_broken_references(bulk_tar
     assert message in outcome.output
     assert snapshot(app) == before
     assert schema_of(app) == schema
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t["login_attempts"].append(dict(t["login_attempts"][6], user_agent="again")),
+     "Table login_attempts cannot be stored: more than one row has id 7."),
+    (lambda t: t["email_verifications"][-1].update(token=t["email_verifications"][3]["token"]),
+     "Table email_verifications cannot be stored: more than one row has token "),
+])
+def test_a_large_replace_still_refuses_duplicates(request, tmp_path, change, message):
+    with bulk_target(request, tmp_path, "superuser") as (app, archive):
+        refused(app, archive, change, message)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_large_replace_still_refuses_broken_references(request, tmp_path, role):
+    with bulk_target(request, tmp_path, role) as (app, archive):
+        refused(app, archive, lambda t: t["email_verifications"][-1].update(user_id=USERS + 5),
+                f"Table email_verifications, row {USERS} (id {USERS}): user_id {USERS + 5} refers to a users row "
+                "that does not exist")
