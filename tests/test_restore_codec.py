@@ -114,4 +114,3 @@ def test_the_fast_decoder_steps_aside_for_a_nul_and_for_unknown_columns():
     assert codec.decode_json(dumps([{**row, "colour": "red"}])) is None
     with pytest.raises(ArchiveError, match="unknown column 'colour'"):
         codec.convert({**row, "colour": "red"}, 1)
-

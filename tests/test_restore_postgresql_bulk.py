@@ -45,14 +45,6 @@ def schema_of(app) -> dict:
     return {"indexes": sorted(map(tuple, indexes)), "constraints": sorted(map(tuple, constraints))}
 
 
-def started(tmp_path, url):
-    app = build_app(tmp_path, url)
-    with app.app_context():
-        issue_api_token(create_account("admin", "admin@example.com", "admin-password-1", is_admin=True))
-        key, revision = format.signing_key(app.config), schema_revision(app)
-    return app, lambda name, tables: build_archive(tmp_path / name, tables, key=key, schema_revision=revision)
-
-
 def restore(app, archive):
     """``flask backup restore ARCHIVE --mode replace --yes --json`` (in-process: Werkzeug's test client
     leaves the temporary file of a large upload open)."""
@@ -92,7 +84,14 @@ def bulk_target(request, tmp_path, role: str):
     else:
         database = owned_by_a_plain_role(request.getfixturevalue("postgres_databases"), role == "granted role")
     with database as url:
-        app, archive = started(tmp_path, url)
+        app = build_app(tmp_path, url)
+        with app.app_context():
+            issue_api_token(create_account("admin", "admin@example.com", "admin-password-1", is_admin=True))
+            key, revision = format.signing_key(app.config), schema_revision(app)
+
+        def archive(name, tables):
+            return build_archive(tmp_path / name, tables, key=key, schema_revision=revision)
+
         try:
             with app.app_context(), db.engine.connect() as conn:
                 superuser = conn.execute(sa.text("SELECT current_setting('is_superuser')")).scalar()
@@ -110,22 +109,18 @@ ROLES = ["superuser", "granted role", "plain role"]
 @pytest.mark.parametrize("role", ROLES)
 def test_a_large_replace_leaves_every_index_and_key_as_it_was(request, tmp_path, role):
     with bulk_target(request, tmp_path, role) as (app, archive):
-        replace_and_compare(app, archive)
-
-
-def replace_and_compare(app, archive):
-    before = schema_of(app)
-    tables = generated_tables(users=USERS, attempts=ATTEMPTS, seed=5)
-    outcome = restore(app, archive("large.zip", tables))
-    assert outcome.exit_code == 0, outcome.output
-    assert orjson.loads(outcome.output)["restore"]["tables"]["login_attempts"]["inserted"] == ATTEMPTS
-    assert as_archive_rows(app) == expected_rows(tables)
-    assert schema_of(app) == before
-    # The rebuilt keys refuse what they refused before.
-    with app.app_context(), db.engine.connect() as conn:
-        with pytest.raises(sa.exc.IntegrityError, match="pk_login_attempts"):
-            conn.execute(sa.text("INSERT INTO login_attempts (id, ip_address, username_or_email, success, "
-                                 "attempted_at) VALUES (1, '10.0.0.1', 'x', true, now())"))
+        before = schema_of(app)
+        tables = generated_tables(users=USERS, attempts=ATTEMPTS, seed=5)
+        outcome = restore(app, archive("large.zip", tables))
+        assert outcome.exit_code == 0, outcome.output
+        assert orjson.loads(outcome.output)["restore"]["tables"]["login_attempts"]["inserted"] == ATTEMPTS
+        assert as_archive_rows(app) == expected_rows(tables)
+        assert schema_of(app) == before
+        # The rebuilt keys refuse what they refused before.
+        with app.app_context(), db.engine.connect() as conn:
+            with pytest.raises(sa.exc.IntegrityError, match="pk_login_attempts"):
+                conn.execute(sa.text("INSERT INTO login_attempts (id, ip_address, username_or_email, success, "
+                                     "attempted_at) VALUES (1, '10.0.0.1', 'x', true, now())"))
 
 
 def refused(app, archive, change, message):
