@@ -197,7 +197,6 @@ class JobHandle:
         except Exception:  # progress is best effort; the job's outcome is recorded in finally
             log.warning("could not record progress of job %s", self.job_id, exc_info=True)
 
-
     def reporter(self, also: ProgressCallback | None = None) -> ProgressCallback:
         """A progress callback recording to this job, and passing each report on to ``also`` too."""
         if also is None:

@@ -569,7 +569,7 @@ class _Target:
         """
         if self.scalar("SELECT current_setting('is_superuser')") == "on":
             return True
-        if self.raw.driver_connection.info.server_version < 150000:  # GRANT SET ON PARAMETER came in 15
+        if self.engine.dialect.server_version_info < (15,):  # GRANT SET ON PARAMETER came in 15
             return False
         return bool(self.scalar("SELECT has_parameter_privilege('session_replication_role', 'SET')"))
 
