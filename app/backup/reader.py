@@ -595,7 +595,7 @@ def _fast_events(chunks: Iterator[bytes], decode: RowsDecoder | None = None) -> 
     while True:
         if state in (_ROW_OR_END, _ROW, _AFTER_ROW) and buffer[:1] != b"]":
             # Up to the line closing the table, else up to the last whole line.
-            end = buffer.find(b"\n]")
+            end = _table_end(buffer)
             region, buffer = _cut(buffer, end if end >= 0 else buffer.rfind(b"\n"), at_end)
             if region is not None:
                 region = region.strip()
@@ -639,6 +639,18 @@ def _fast_events(chunks: Iterator[bytes], decode: RowsDecoder | None = None) -> 
                 raise LayoutMismatch("a line is too long for the line layout")
     if state != _DONE:
         raise LayoutMismatch("the document does not end where the line layout ends")
+
+
+def _table_end(buffer: bytes) -> int:
+    """``buffer.find(b"\\n]")``: where the table's list closes, or -1.
+
+    A search for the one byte ``]`` runs at memchr speed and finds a handful in a
+    whole archive; searching for the two bytes directly is about twenty times slower.
+    """
+    at = buffer.find(b"]", 1)
+    while at > 0 and buffer[at - 1] != 0x0A:
+        at = buffer.find(b"]", at + 1)
+    return at - 1 if at > 0 else -1
 
 
 def _cut(buffer: bytes, newline: int, at_end: bool) -> tuple[bytes | None, bytes]:
