@@ -195,6 +195,12 @@ def _bool_check(value):
     return value
 
 
+def _sqlite_bool_check(value):
+    # SQLite stores booleans as 0 and 1. Handed a bool, Python's sqlite3 first looks for
+    # an adapter and fails (a microsecond per value, in the process that writes).
+    return 1 if _bool_check(value) else 0
+
+
 def _float_check(value):
     if type(value) not in (int, float):
         raise _Invalid(f"must be a number, not {_describe(value)}")
@@ -249,7 +255,7 @@ def _value_checker(column, sqlite: bool):
     if isinstance(kind, types.TypeDecorator):
         kind = kind.impl_instance
     if isinstance(kind, types.Boolean):
-        return _bool_check
+        return _sqlite_bool_check if sqlite else _bool_check
     if isinstance(kind, types.BigInteger):
         return _int_checker(*INT64)
     if isinstance(kind, types.Integer):
@@ -368,6 +374,8 @@ class TableCodec:
             elif kind[0] == "bool":
                 lines.append(f"{pad}if {v}.__class__ is not bool:")
                 lines.append(f"{pad}    raise _Unexpected")
+                if sqlite:
+                    lines.append(f"{pad}{v} = 1 if {v} else 0")
             elif kind[0] == "str":
                 limit = f" or len({v}) > {kind[1]}" if kind[1] else ""
                 lines.append(f"{pad}if {v}.__class__ is not str{limit} or '\\x00' in {v}:")
@@ -398,7 +406,7 @@ class TableCodec:
         if dialect not in ("sqlite", "postgresql"):
             return None
         sqlite = dialect == "sqlite"
-        fields, dates = [], []
+        fields, dates, bools = [], [], []
         for i, (column, name) in enumerate(zip(self.columns, self.names)):
             if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
                 return None
@@ -407,6 +415,8 @@ class TableCodec:
                 kind_type = Annotated[int, msgspec.Meta(ge=kind[1], le=kind[2])]
             elif kind[0] == "bool":
                 kind_type = bool
+                if sqlite:
+                    bools.append(i)
             elif kind[0] == "str":
                 kind_type = Annotated[str, msgspec.Meta(max_length=kind[1])] if kind[1] else str
             elif kind[0] == "datetime":
@@ -418,17 +428,20 @@ class TableCodec:
         row_type = msgspec.defstruct(f"{self.name}_row", fields, forbid_unknown_fields=True, gc=False)
         decode = msgspec.json.Decoder(list[row_type]).decode
         astuple = msgspec.structs.astuple
-        if dates:
-            # Only the dates need Python: each is checked and re-spelled in place, then
-            # msgspec turns the rows into tuples.
+        if dates or bools:
+            # Only dates (and SQLite's booleans) need Python: each is checked and re-spelled
+            # in place, then msgspec turns the rows into tuples.
             lines = ["def convert(objects):", "    for o in objects:"]
-            for i in dates:
+            for i in sorted(dates + bools):
                 lines.append(f"        v{i} = o.{self.names[i]}")
                 pad = "        "
                 if self.columns[i].nullable:
                     lines.append(f"        if v{i} is not None:")
                     pad += "    "
-                lines += _datetime_lines(f"v{i}", i, pad, self._date_spelling)
+                if i in dates:
+                    lines += _datetime_lines(f"v{i}", i, pad, self._date_spelling)
+                else:
+                    lines.append(f"{pad}v{i} = 1 if v{i} else 0")
                 lines.append(f"{pad}o.{self.names[i]} = v{i}")
             lines.append("    return [_astuple(o) for o in objects]")
             namespace = {"_astuple": astuple, "_parse": datetime.fromisoformat}
@@ -493,6 +506,8 @@ class TableCodec:
             return _sqlite_datetime(value) if self._sqlite else value
         if isinstance(value, date) and self._sqlite:
             return value.isoformat()
+        if isinstance(value, bool) and self._sqlite:
+            return int(value)
         return value
 
     def where(self, row, number: int) -> str:
