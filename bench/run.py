@@ -9,7 +9,7 @@ processes, alternating ours and the peers' so a noisy machine hurts both alike:
 * restore: `flask backup restore --mode replace` into a freshly migrated empty
            database  vs  `sqlite3 new.db < dump.sql`  and  `pg_restore -j2`;
 * merge:   `flask backup restore --mode merge` into a database holding 90% of the rows;
-* floor:   `psql -1` loading ready-made COPY files in one transaction: what the
+* floor:   `psql -1` loading ready-made binary COPY files in one transaction: what the
            PostgreSQL server alone needs for any restore that is one transaction.
 
 Each figure is the median of the repeats: wall and CPU seconds (GNU time) and peak
@@ -155,7 +155,7 @@ def newest_archive(backup_dir: Path) -> Path:
 
 
 def copy_floor_script(url: str, directory: Path) -> Path:
-    """Export the data tables as COPY text files and write a psql script loading them in one go.
+    """Export the data tables as binary COPY files and write a psql script loading them in one go.
 
     Timed with ``psql -1``, it is what the server alone needs for a restore in one
     transaction, done the cheapest way: foreign keys, primary keys, unique
@@ -190,8 +190,9 @@ def copy_floor_script(url: str, directory: Path) -> Path:
                     add_others.append(add)
             columns = ", ".join(column.name for column in table.columns)
             data = directory / f"{table.name}.copy"
-            run(["psql", "-q", libpq_url(url), "-c", f"\\copy {table.name} ({columns}) TO '{data}'"])
-            loads.append(f"\\copy {table.name} ({columns}) FROM '{data}'")
+            run(["psql", "-q", libpq_url(url), "-c",
+                 f"\\copy {table.name} ({columns}) TO '{data}' WITH (FORMAT binary)"])
+            loads.append(f"\\copy {table.name} ({columns}) FROM '{data}' WITH (FORMAT binary)")
     engine.dispose()
     script = directory / "load.sql"
     script.write_text("\n".join(drop_keys + drop_others + loads + add_others + add_keys) + "\n")
@@ -320,7 +321,7 @@ LABELS = {
     "ours_merge": "CyberQuest `flask backup restore --mode merge`, 90% present (SQLite)",
     "ours_restore_pg": "CyberQuest `flask backup restore --mode replace` (PostgreSQL)",
     "pg_restore": "`pg_restore -j2`",
-    "pg_copy_floor": "`psql -1` COPY of ready-made text files, keys and indexes built after (the server's share of a one-transaction restore)",
+    "pg_copy_floor": "`psql -1` binary COPY of ready-made files, keys and indexes built after (the server's share of a one-transaction restore)",
 }
 
 RATIOS = [
