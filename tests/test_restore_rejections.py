@@ -269,6 +269,9 @@ def test_wrong_type_names_table_row_and_column(app, client, live, tmp_path, mode
 @pytest.mark.parametrize("change, fragment", [
     (lambda t: t["users"][0].update(created_at="yesterday"),
      "Table users, row 1 (id 1): column created_at must be an ISO 8601 date and time"),
+    (lambda t: t["users"][0].update(created_at="9999-12-31T23:30:00-01:00"),
+     "Table users, row 1 (id 1): column created_at is the text '9999-12-31T23:30:00-01:00', outside the years "
+     "1 to 9999"),
     (lambda t: t["users"][2].update(id="5"), "Table users, row 3 (id 5): column id must be a whole number"),
     (lambda t: t["users"][2].update(is_admin=1), "column is_admin must be true or false, not the number 1"),
     (lambda t: t["users"][0].update(email=None), "Table users, row 1 (id 1): column email must not be null"),

@@ -137,16 +137,13 @@ def _datetime_checker(sqlite: bool):
         if type(value) is not str:
             raise _Invalid(f"must be an ISO 8601 date and time, not {_describe(value)}")
         try:
-            if value.endswith("+00:00"):
-                moment = parse(value[:-6])
-            else:
-                moment = parse(value)
-                if moment.tzinfo is not None:
-                    moment = moment.astimezone(utc).replace(tzinfo=None)
+            moment = parse(value[:-6] if value.endswith("+00:00") else value)
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(utc).replace(tzinfo=None)
         except ValueError:
             raise _Invalid(f"must be an ISO 8601 date and time, not {_describe(value)}") from None
-        if moment.tzinfo is not None:  # "...+00:00" with another offset inside cannot happen; be safe
-            moment = moment.astimezone(utc).replace(tzinfo=None)
+        except OverflowError:  # its offset moves it past the year 9999 (or before the year 1) in UTC
+            raise _Invalid(f"is {_describe(value)}, outside the years 1 to 9999 in UTC") from None
         return _sqlite_datetime(moment) if sqlite else moment
 
     return check
