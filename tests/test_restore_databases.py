@@ -91,6 +91,38 @@ def test_merge_skips_unique_collisions_the_way_the_database_compares(tmp_path, t
     assert result["tables"]["users"]["inserted"] == (3 if mariadb else 4)
 
 
+@pytest.mark.parametrize("kind, index", [
+    ("sqlite", "CREATE UNIQUE INDEX ux_users_username_nocase ON users (username COLLATE NOCASE)"),
+    ("postgresql", "CREATE UNIQUE INDEX ux_users_username_lower ON users (lower(username))"),
+])
+def test_merge_skips_a_row_only_the_database_knows_collides(tmp_path, request, kind, index):
+    """A unique index the models do not declare (added by a DBA): the database refuses the row, the merge skips it."""
+    url = f"sqlite:///{tmp_path / 'merge.db'}" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    app, headers = make_app(tmp_path, url, "target")
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(index))
+        db.session.add(User(id=70, username="USER3", email="other3@example.com", password_hash="x"))
+        db.session.commit()
+        key, revision = format.signing_key(app.config), schema_revision(app)
+    tables = generated_tables(users=5, attempts=0)
+    archive = build_archive(tmp_path / "a.zip", tables, key=key, schema_revision=revision)
+    client = app.test_client()
+    preview = restore_upload(client, headers, archive, mode="merge", dry_run="1").get_json()["preview"]
+    response = restore_upload(client, headers, archive, mode="merge")
+    assert response.status_code == 200, response.get_json()
+    result = response.get_json()["restore"]
+    assert {k: v for k, v in preview.items() if k != "safety_backup"} == \
+        {k: v for k, v in result.items() if k != "safety_backup"}
+    assert result["tables"]["users"] == {"inserted": 3, "updated": 0, "skipped": 2, "deleted": 0}
+    assert {"table": "users", "reason": "collides with an existing row on a unique column", "count": 1,
+            "ids": [3]} in result["skipped_reasons"]
+    with app.app_context():
+        assert sorted(db.session.scalars(sa.select(User.username))) == ["USER3", "admin", "user2", "user4", "user5"]
+        db.session.remove()
+        db.engine.dispose()
+
+
 @pytest.mark.parametrize("source_kind", ["sqlite", "postgresql", "mysql"])
 def test_an_archive_made_on_one_database_restores_on_the_others(tmp_path, request, source_kind, target):
     app, headers = target
