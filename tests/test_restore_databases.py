@@ -163,3 +163,23 @@ def test_a_postgresql_column_of_a_type_the_models_do_not_name_still_restores_exa
         assert as_archive_rows(app) == expected_rows(tables)
     with app.app_context():
         db.engine.dispose()
+
+
+def test_a_postgresql_integer_column_narrower_than_the_model_refuses_what_it_cannot_hold(tmp_path, postgres_url):
+    """psycopg's binary int dumpers wrap a value that does not fit: such a column must get text COPY."""
+    app, headers = make_app(tmp_path, postgres_url, "target")
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE login_attempts ALTER COLUMN id TYPE smallint"))
+        key, revision = format.signing_key(app.config), schema_revision(app)
+    tables = generated_tables(users=5, attempts=3)
+    before = as_archive_rows(app)
+    tables["login_attempts"][2]["id"] = 40_000
+    archive = build_archive(tmp_path / "a.zip", tables, key=key, schema_revision=revision)
+    response = restore_upload(app.test_client(), headers, archive)
+    assert response.status_code == 422, response.get_json()
+    assert "Table login_attempts, row 3 cannot be stored" in response.get_json()["error"]
+    assert "out of range for type smallint" in response.get_json()["error"]
+    assert as_archive_rows(app) == before
+    with app.app_context():
+        db.engine.dispose()

@@ -60,8 +60,10 @@ REASON_SAMPLE_IDS = 20
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
 # PostgreSQL types psycopg writes in binary COPY from the values TableCodec gives each kind of column.
-_BINARY_COPY_TYPES = {"int": {"int2", "int4", "int8"}, "bool": {"bool"}, "str": {"text", "varchar"},
-                      "datetime": {"timestamp"}}
+# Integers only where the type holds the whole range the codec lets through: psycopg's binary
+# int dumpers wrap a value that does not fit, where text COPY has the server refuse it.
+_BINARY_COPY_TYPES = {("int", *INT32): {"int4", "int8"}, ("int", *INT64): {"int8"}, ("bool",): {"bool"},
+                      ("str",): {"text", "varchar"}, ("datetime",): {"timestamp"}}
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -245,6 +247,12 @@ def _column_kind(column, sqlite: bool) -> tuple:
     if isinstance(kind, types.String) and not isinstance(kind, types.Enum):
         return ("str", kind.length)
     return ("other",)
+
+
+def _binary_kind(column) -> tuple:
+    """A column's key in ``_BINARY_COPY_TYPES``: its PostgreSQL kind, a string's length aside (the server checks it)."""
+    kind = _column_kind(column, False)
+    return kind[:1] if kind[0] == "str" else kind
 
 
 def _value_checker(column, sqlite: bool):
@@ -688,7 +696,7 @@ class _Target:
         server converts from whatever psycopg writes.
         """
         if table not in self._copy_types:
-            kinds = {str(column.name): _column_kind(column, False)[0]
+            kinds = {str(column.name): _binary_kind(column)
                      for model in data_tables() if model.name == table for column in model.columns}
             self.cursor.execute("SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
                                 "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
