@@ -672,49 +672,51 @@ class _Target:
         return max(self.cursor.rowcount, 0)
 
     @contextmanager
-    def copy(self, table: str, names: Sequence[str]):
-        """PostgreSQL: a ``COPY … FROM STDIN`` context whose ``write_row`` takes value lists.
+    def copy(self, table):
+        """PostgreSQL: a ``COPY … FROM STDIN`` of the model ``table``, whose ``write_row`` takes value lists.
 
         Binary when psycopg can write every column's type from the values
         ``TableCodec`` gives: the server then parses no text (dates above all),
         which took a sixth off its share of a million-row restore, and psycopg
         packs values faster than it spells them.
         """
-        columns = ", ".join(self.q(n) for n in names)
-        types = self._binary_copy_types(table, names)
+        columns = ", ".join(self.q(str(column.name)) for column in table.columns)
+        types = self._binary_copy_types(table)
         binary = " (FORMAT BINARY)" if types else ""
-        with self.cursor.copy(f"COPY {self.q(table)} ({columns}) FROM STDIN{binary}",
+        with self.cursor.copy(f"COPY {self.q(table.name)} ({columns}) FROM STDIN{binary}",
                               writer=_queued_writer(self.cursor)) as copy:
             if types:
                 copy.set_types(types)
             yield copy
 
-    def _binary_copy_types(self, table: str, names: Sequence[str]) -> list[str] | None:
-        """The database's type of each of ``names``, or None unless each fits its model column's values.
+    def _binary_copy_types(self, table) -> list[str] | None:
+        """The database's type of each column of the model ``table``, or None unless each fits the column's values.
 
         A column altered by hand (a domain, another type) gets text COPY, which the
         server converts from whatever psycopg writes.
         """
-        if table not in self._copy_types:
-            kinds = {str(column.name): _binary_kind(column)
-                     for model in data_tables() if model.name == table for column in model.columns}
+        name = str(table.name)
+        if name not in self._copy_types:
             self.cursor.execute("SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
                                 "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-                                (self.q(table),))
+                                (self.q(name),))
             actual = dict(self.cursor.fetchall())
-            fits = all(actual.get(name) in _BINARY_COPY_TYPES.get(kinds.get(name), ()) for name in names)
-            self._copy_types[table] = [actual[name] for name in names] if fits else None
-        return self._copy_types[table]
+            types = [actual.get(str(column.name)) for column in table.columns]
+            fits = all(typname in _BINARY_COPY_TYPES.get(_binary_kind(column), ())
+                       for typname, column in zip(types, table.columns))
+            self._copy_types[name] = types if fits else None
+        return self._copy_types[name]
 
-    def insert(self, table: str, names: Sequence[str], rows: list) -> None:
+    def insert(self, table, rows: list) -> None:
+        """Insert ``rows`` (value lists for every column of the model ``table``) and wait for the database."""
         if not rows:
             return
         if self.postgres:
-            with self.copy(table, names) as copy:
+            with self.copy(table) as copy:
                 for row in rows:
                     copy.write_row(row)
             return
-        self.cursor.executemany(self._insert_sql(table, names), rows)
+        self.cursor.executemany(self._insert_sql(str(table.name), [str(c.name) for c in table.columns]), rows)
 
     def update(self, table: str, names: Sequence[str], pk: str, rows: list) -> None:
         """``rows`` hold the values of ``names`` followed by the primary key."""
@@ -1106,7 +1108,7 @@ class _TableWriter:
             self._copy_stack = ExitStack()
             if self.skip_fk_triggers:
                 self.target.foreign_key_triggers(enabled=False)
-            self._copy = self._copy_stack.enter_context(self.target.copy(self.name, self.codec.names))
+            self._copy = self._copy_stack.enter_context(self.target.copy(self.table))
         write = self._copy.write_row
         try:
             for row in values:
@@ -1130,7 +1132,7 @@ class _TableWriter:
             return
         savepoint = target.savepoint()
         try:
-            target.insert(self.name, self.codec.names, values)
+            target.insert(self.table, values)
         except target.data_errors:
             target.rollback_to(savepoint)
             self._explain_failed_insert(values, first)
@@ -1142,7 +1144,7 @@ class _TableWriter:
         for offset, row in enumerate(values):
             savepoint = target.savepoint()
             try:
-                target.insert(self.name, self.codec.names, [row])
+                target.insert(self.table, [row])
             except target.data_errors as exc:
                 target.rollback_to(savepoint)
                 raise ArchiveError(f"{self._where(first + offset, row)} cannot be stored: {_db_message(exc)}.") \
@@ -1221,9 +1223,8 @@ class _TableWriter:
     def _insert_skipping_failures(self, rows: list) -> None:
         if not rows:
             return
-        names = self.codec.names
         self.counts.inserted += self._write_sifting(
-            rows, lambda batch: self.target.insert(self.name, names, batch),
+            rows, lambda batch: self.target.insert(self.table, batch),
             lambda values: self._skip(values, "collides with an existing row on a unique column"))
 
     def _write_sifting(self, rows: list, write: Callable[[list], None], skip: Callable[[list], None]) -> int:
