@@ -16,7 +16,9 @@ and rows whose parent was skipped. Sequences are moved past the restored ids.
 Bulk loads (replace) work like ``sqlite3 < dump.sql`` and ``pg_restore``: a large
 table's non-unique indexes are dropped and built again once its rows are in
 (inside the same transaction, so a rollback restores them), and on PostgreSQL
-each table streams through a single COPY.
+each table streams through a single COPY. The statements and COPY data of a
+PostgreSQL replace are sent by a helper thread (``pg_sender``), so the server
+builds one table's indexes while this process reads the next table.
 
 Nothing here knows about HTTP, jobs or where the archive came from.
 """
@@ -29,7 +31,7 @@ import logging
 import queue
 import re
 import tempfile
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -37,11 +39,13 @@ from typing import Annotated, Callable, Iterable, Optional, Sequence
 
 import msgspec
 import orjson
+from psycopg import Copy
 from sqlalchemy import types
 from sqlalchemy.engine import Engine
 
 from ..models import ApiToken, AuditLog, data_tables
 from .errors import ArchiveError, BackupError, BadRequestError, RestoreError
+from .pg_sender import ConnectionHelper
 from .reader import END, ROWS, TABLE, VALUES, Archive, LayoutMismatch
 from .sqlite_worker import SQLiteWorker
 
@@ -546,12 +550,25 @@ class _Target:
         # SQLite files are written by a child process, so writing overlaps reading the archive.
         self.pipelined = database is not None and SQLiteWorker.can_start()
         self.raw = SQLiteWorker(database) if self.pipelined else engine.raw_connection()
-        self.cursor = self.raw.cursor()
+        self._cursor = self.raw.cursor()
+        # PostgreSQL: ``execute_later`` and ``copy_later`` hand their work to a helper thread.
+        self._later = ConnectionHelper(self._cursor) if self.postgres else None
+        self._packing_cursor = self.raw.cursor() if self.postgres else None
         self._savepoints = 0
         self._broken = False
         self._sqlite_cache = None
         self.may_skip_fk_triggers = False
         self._copy_types: dict[str, list[str] | None] = {}
+
+    @property
+    def cursor(self):
+        """The connection's cursor, once the work given to ``execute_later`` and ``copy_later`` is done.
+
+        Raises the error of the first of them that failed.
+        """
+        if self._later is not None:
+            self._later.wait()
+        return self._cursor
 
     # transaction
 
@@ -597,12 +614,14 @@ class _Target:
         rows it wrote itself in this transaction, which no other session can see,
         let alone delete. Reset at the transaction's end whatever happens.
         """
-        self.cursor.execute(f"SET LOCAL session_replication_role = {'origin' if enabled else 'replica'}")
+        self.execute_later(f"SET LOCAL session_replication_role = {'origin' if enabled else 'replica'}")
 
     def commit(self) -> None:
         self.raw.commit()
 
     def rollback(self) -> None:
+        if self._later is not None:
+            self._later.stop()  # being rolled back: what it has not done is not needed
         try:
             self.raw.rollback()
         except Exception as exc:  # the connection may be gone; the server rolls back on its own
@@ -610,6 +629,8 @@ class _Target:
             self._broken = True
 
     def close(self) -> None:
+        if self._later is not None:
+            self._later.stop()
         try:
             if self._sqlite_cache is not None and not self._broken and not self.pipelined:
                 self.cursor.execute(f"PRAGMA cache_size = {int(self._sqlite_cache)}")
@@ -625,12 +646,25 @@ class _Target:
         except Exception as exc:
             log.warning("closing the restore connection failed (%s)", exc)
 
-    def execute_later(self, sql: str) -> None:
-        """Run a statement whose result nobody needs; a pipelined target does not wait for it."""
-        if self.pipelined:
+    def execute_later(self, sql: str, on_error: Callable[[Exception], Exception | None] | None = None) -> None:
+        """Run a statement whose result nobody needs; PostgreSQL and a pipelined SQLite target do not wait for it.
+
+        On PostgreSQL its error is raised by the next use of ``cursor``, as
+        ``on_error(error)`` when that gives an exception; elsewhere at once or,
+        pipelined, from a later call.
+        """
+        if self._later is not None:
+            self._later.execute(sql, on_error)
+        elif self.pipelined:
             self.raw.submit(sql)
         else:
-            self.cursor.execute(sql)
+            try:
+                self.cursor.execute(sql)
+            except Exception as exc:
+                mapped = on_error(exc) if on_error is not None else None
+                if mapped is None:
+                    raise
+                raise mapped from exc
 
     def insert_later(self, table: str, names: Sequence[str], rows: list,
                      on_error: Callable[[int, Exception], Exception]) -> None:
@@ -680,14 +714,37 @@ class _Target:
         which took a sixth off its share of a million-row restore, and psycopg
         packs values faster than it spells them.
         """
-        columns = ", ".join(self.q(str(column.name)) for column in table.columns)
         types = self._binary_copy_types(table)
-        binary = " (FORMAT BINARY)" if types else ""
-        with self.cursor.copy(f"COPY {self.q(table.name)} ({columns}) FROM STDIN{binary}",
+        with self.cursor.copy(self._copy_statement(table, binary=bool(types)),
                               writer=_queued_writer(self.cursor)) as copy:
             if types:
                 copy.set_types(types)
             yield copy
+
+    def copy_later(self, table, on_error: Callable[[Exception], Exception | None]):
+        """PostgreSQL: a psycopg ``Copy`` of the model ``table`` whose rows the helper thread sends in turn.
+
+        ``write_row`` packs a row at once; the COPY runs after the work handed
+        over before it. Finish it (``finish(None)``) after the last row, or stop it
+        (``finish(error)``). A failure is raised by a later call, as ``on_error(error)``
+        when that gives an exception. ``prepare_copies`` must have been called for
+        the table: this call must not wait for the connection.
+        """
+        types = self._copy_types[str(table.name)]
+        data = self._later.copy(self._copy_statement(table, binary=bool(types)), on_error)
+        packer = Copy(self._packing_cursor, binary=bool(types), writer=data)
+        if types:
+            packer.set_types(types)
+        return packer
+
+    def prepare_copies(self, tables) -> None:
+        """Learn now what ``copy_later`` needs from the database for each of ``tables``."""
+        for table in tables:
+            self._binary_copy_types(table)
+
+    def _copy_statement(self, table, binary: bool) -> str:
+        columns = ", ".join(self.q(str(column.name)) for column in table.columns)
+        return f"COPY {self.q(table.name)} ({columns}) FROM STDIN{' (FORMAT BINARY)' if binary else ''}"
 
     def _binary_copy_types(self, table) -> list[str] | None:
         """The database's type of each column of the model ``table``, or None unless each fits the column's values.
@@ -953,8 +1010,7 @@ class _TableWriter:
         # Replace on PostgreSQL streams the whole table through one COPY, so the server
         # stores rows while this process reads the next ones (no queries in between).
         self.streaming = self.replacing and self.target.postgres
-        self._copy_stack: ExitStack | None = None
-        self._copy = None
+        self._copy = None  # PostgreSQL replace: the table's COPY (``_Target.copy_later``) once it started
         self.written_ids: set | None = None
         # Every reference checked against parent rows written by this restore: the server
         # need not look each parent up again (pg_restore --disable-triggers, in effect).
@@ -986,32 +1042,27 @@ class _TableWriter:
     def finish(self) -> None:
         """Write what is queued and build again any index dropped for the bulk load."""
         self.flush()
-        if self._copy_stack is not None:
-            stack, self._copy_stack, self._copy = self._copy_stack, None, None
-            try:
-                stack.close()
-            except self.target.data_errors as exc:
-                raise ArchiveError(self._copy_failure(exc)) from exc
+        if self._copy is not None:
+            copy, self._copy = self._copy, None
+            copy.finish(None)
             if self.skip_fk_triggers:
                 self.target.foreign_key_triggers(enabled=True)
-        try:
-            for _drop, create in self.dropped_indexes:
-                self.target.execute_later(create)
-        except self.target.data_errors as exc:  # a key built after the load found a duplicate
-            raise ArchiveError(self._duplicate_failure(exc)) from exc
+        for _drop, create in self.dropped_indexes:
+            self.target.execute_later(create, self._explain_index_failure)
         if self.dropped_indexes:
-            self.restore.report(f"Indexed {self.name}")
+            self.restore.report(f"Indexing {self.name}")
         self.dropped_indexes = []
 
+    def _explain_index_failure(self, exc: Exception) -> ArchiveError | None:
+        if isinstance(exc, self.target.data_errors):  # a key built after the load found a duplicate
+            return ArchiveError(self._duplicate_failure(exc))
+        return None
+
     def abort(self) -> None:
-        """End an open COPY after a failure elsewhere (the transaction is rolled back next)."""
-        if self._copy_stack is not None:
-            stack, self._copy_stack, self._copy = self._copy_stack, None, None
-            error = ArchiveError("The restore stopped.")
-            try:
-                stack.__exit__(ArchiveError, error, None)
-            except Exception:  # the COPY fails as asked; the rollback follows
-                pass
+        """End an unfinished COPY after a failure elsewhere (the transaction is rolled back next)."""
+        if self._copy is not None:
+            copy, self._copy = self._copy, None
+            copy.writer.finish(ArchiveError("The restore stopped."))
 
     def _copy_failure(self, exc) -> str:
         diag = getattr(exc, "diag", None)
@@ -1105,16 +1156,20 @@ class _TableWriter:
 
     def _stream(self, values: list) -> None:
         if self._copy is None:
-            self._copy_stack = ExitStack()
             if self.skip_fk_triggers:
                 self.target.foreign_key_triggers(enabled=False)
-            self._copy = self._copy_stack.enter_context(self.target.copy(self.table))
+            self._copy = self.target.copy_later(self.table, self._explain_copy_failure)
         write = self._copy.write_row
         try:
             for row in values:
                 write(row)
-        except self.target.data_errors as exc:
+        except self.target.data_errors as exc:  # a value psycopg cannot pack for its column
             raise ArchiveError(self._copy_failure(exc)) from exc
+
+    def _explain_copy_failure(self, exc: Exception) -> ArchiveError | None:
+        if isinstance(exc, self.target.data_errors):
+            return ArchiveError(self._copy_failure(exc))
+        return None
 
     def _insert_or_explain(self, values: list, first: int) -> None:
         target = self.target
@@ -1348,6 +1403,8 @@ class _Restore:
         # Read up front: a pipelined target would otherwise wait for the previous table's index builds.
         self.rebuildable_indexes = {name: target.rebuildable_indexes(name) for name in plan.names} \
             if options.mode == "replace" else {}
+        if options.mode == "replace" and target.postgres:
+            target.prepare_copies(plan.tables)
 
     def parent_ids(self, parent: str, key: str) -> set | None:
         """Replace: every id the parent table will hold (None in a merge, which asks the database)."""
