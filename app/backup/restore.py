@@ -45,6 +45,7 @@ from sqlalchemy.engine import Engine
 
 from ..models import ApiToken, AuditLog, data_tables
 from .errors import ArchiveError, BackupError, BadRequestError, RestoreError
+from .malloc_tuning import keep_freed_buffers
 from .pg_sender import ConnectionHelper
 from .reader import END, ROWS, TABLE, VALUES, Archive, LayoutMismatch
 from .sqlite_worker import SQLiteWorker
@@ -1551,6 +1552,7 @@ def restore_archive(archive: Archive, engine: Engine, options: RestoreOptions, *
     """
     options.validate()
     plan = _plan(archive, options)
+    keep_freed_buffers()
     target = _Target(engine)
     try:
         try:

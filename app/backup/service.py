@@ -28,6 +28,7 @@ from ..extensions import db
 from ..models import BackupJob, BackupRecord, data_tables, utcnow
 from . import archive, format, jobs
 from .errors import BackupError, BackupNotFoundError, BadRequestError
+from .malloc_tuning import keep_freed_buffers
 from .storage import Storage, StoredFile, get_storage
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,7 @@ class BackupService:
         self._check_trigger(trigger)
         report = progress or (lambda fraction, message: None)
         report(0.0, "Starting the backup")
+        keep_freed_buffers()
         created_at = utcnow()
         engine = db.engine
         storage = self.storage

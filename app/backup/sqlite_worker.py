@@ -57,9 +57,11 @@ class SQLiteWorker:
         return os.path.basename(sys.executable or "").startswith("python")
 
     def __init__(self, database: str):
+        from .malloc_tuning import environment  # imported here: the child's program imports only the stdlib
+
         self._process = subprocess.Popen(
             [sys.executable, "-I", "-S", os.path.abspath(__file__), database],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1 << 20)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1 << 20, env={**os.environ, **environment()})
         self._replies = self._process.stdout.fileno()
         # A batch is megabytes: a bigger pipe moves it in fewer hand-overs between the processes.
         if hasattr(fcntl, "F_SETPIPE_SZ"):
