@@ -804,6 +804,17 @@ class _Target:
         return found
 
     def existing_keys(self, table: str, key: str, values: Iterable) -> set:
+        """Which of ``values`` are in ``table``'s column ``key``."""
+        values = set(values)
+        if values and all(value.__class__ is int for value in values):
+            low, high = min(values), max(values)
+            if high - low < 2 * len(values):
+                # Mostly consecutive ids (an archive's batch): one range scan of the index instead
+                # of a lookup per id.
+                q, mark = self.q, self.placeholder
+                self.cursor.execute(f"SELECT {q(key)} FROM {q(table)} WHERE {q(key)} BETWEEN {mark} AND {mark}",
+                                    (low, high))
+                return {row[0] for row in self.cursor.fetchall()} & values
         return {row[0] for row in self.select_where_in(table, [key], key, values)}
 
     def rebuildable_indexes(self, table: str) -> list[tuple[str, str]]:
@@ -925,12 +936,16 @@ class _Reasons:
         self._groups: dict[tuple[str, str], dict] = {}
 
     def add(self, table: str, reason: str, ident) -> None:
+        self.add_many(table, reason, [ident])
+
+    def add_many(self, table: str, reason: str, idents: list) -> None:
         group = self._groups.get((table, reason))
         if group is None:
             group = self._groups[(table, reason)] = {"table": table, "reason": reason, "count": 0, "ids": []}
-        group["count"] += 1
-        if len(group["ids"]) < REASON_SAMPLE_IDS:
-            group["ids"].append(ident)
+        group["count"] += len(idents)
+        room = REASON_SAMPLE_IDS - len(group["ids"])
+        if room > 0:
+            group["ids"].extend(idents[:room])
 
     def as_list(self) -> list[dict]:
         return list(self._groups.values())
@@ -1216,23 +1231,28 @@ class _TableWriter:
         target = self.target
         ids = [values[pk_index] for _, values in batch]
         existing = target.existing_keys(self.name, self.codec.pk, ids)
-        fresh, present = [], []
-        seen_ids = set()
-        for number, values in batch:
-            ident = values[pk_index]
-            if ident in existing or ident in seen_ids:
-                present.append((number, values))
-            else:
-                seen_ids.add(ident)
-                fresh.append((number, values))
+        distinct = len(set(ids)) == len(ids)
+        if distinct and not existing:
+            fresh, present = batch, []
+        elif distinct:
+            present = [row for row, ident in zip(batch, ids) if ident in existing]
+            fresh = [row for row, ident in zip(batch, ids) if ident not in existing]
+        else:  # an id repeated within the batch: the first one counts
+            fresh, present = [], []
+            seen_ids = set()
+            for row, ident in zip(batch, ids):
+                if ident in existing or ident in seen_ids:
+                    present.append(row)
+                else:
+                    seen_ids.add(ident)
+                    fresh.append(row)
         if present:
             if self.restore.options.on_conflict == "overwrite":
                 self._overwrite(present)
             else:
-                for _, values in present:
-                    self.counts.skipped += 1
-                    self.restore.reasons.add(self.name, "id already present (on_conflict=skip keeps the current row)",
-                                             values[pk_index])
+                self.counts.skipped += len(present)
+                self.restore.reasons.add_many(self.name, "id already present (on_conflict=skip keeps the current row)",
+                                              [values[pk_index] for _, values in present])
         fresh = self._without_unique_collisions(fresh)
         self._insert_skipping_failures(fresh)
 
