@@ -636,6 +636,8 @@ class _Target:
             if self._sqlite_cache is not None and not self._broken and not self.pipelined:
                 self.cursor.execute(f"PRAGMA cache_size = {int(self._sqlite_cache)}")
             self.cursor.close()
+            if self._packing_cursor is not None:
+                self._packing_cursor.close()
         except Exception:
             pass
         try:
