@@ -28,8 +28,7 @@ def libpq_url(url: str) -> str:
 @pytest.fixture
 def conn(postgres_url):
     with psycopg.connect(libpq_url(postgres_url)) as connection:
-        connection.execute("CREATE TABLE items (id int PRIMARY KEY CHECK (id <= %s), body text NOT NULL)"
-                           % 10_000_000)
+        connection.execute("CREATE TABLE items (id int PRIMARY KEY CHECK (id <= 10000000), body text NOT NULL)")
         connection.commit()
         yield connection
 

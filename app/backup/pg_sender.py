@@ -28,7 +28,7 @@ from psycopg.copy import Writer
 MEMORY_BYTES = 4 * 1024 * 1024
 READ_BYTES = 1024 * 1024
 
-ErrorExplainer = Callable[[Exception], "Exception | None"]
+ErrorExplainer = Callable[[Exception], Exception | None]
 
 
 class SendingStopped(Exception):
@@ -147,7 +147,7 @@ class ConnectionHelper:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._sending: CopyData | None = None
+        self._current_copy: CopyData | None = None
         self.failed = threading.Event()
 
     @property
@@ -182,7 +182,7 @@ class ConnectionHelper:
                     self._thread = None
                     return
                 kind, work, on_error = self._jobs.popleft()
-                self._sending = work if kind == "copy" else None
+                self._current_copy = work if kind == "copy" else None
             try:
                 if kind == "sql":
                     self._cursor.execute(work)
@@ -202,13 +202,12 @@ class ConnectionHelper:
                     self._thread = None
                 return
 
-    def wait(self, raise_error: bool = True) -> None:
+    def wait(self) -> None:
         """Return once everything handed over has run; raise the first failure, if any."""
         thread = self._thread
         if thread is not None:
             thread.join()
-        if raise_error:
-            self.raise_failure()
+        self.raise_failure()
 
     def raise_failure(self) -> None:
         """Raise the failure that stopped the helper (after it stopped)."""
@@ -227,8 +226,8 @@ class ConnectionHelper:
                 if job[0] == "copy":
                     job[1].stop()
             self._jobs.clear()
-            if self._sending is not None:  # its data may never be finished
-                self._sending.stop()
+            if self._current_copy is not None:  # its data may never be finished
+                self._current_copy.stop()
         thread = self._thread
         if thread is not None:
             thread.join()

@@ -46,7 +46,7 @@ from sqlalchemy.engine import Engine
 from ..models import ApiToken, AuditLog, data_tables
 from .errors import ArchiveError, BackupError, BadRequestError, RestoreError
 from .malloc_tuning import keep_freed_buffers
-from .pg_sender import ConnectionHelper
+from .pg_sender import ConnectionHelper, ErrorExplainer
 from .reader import END, ROWS, TABLE, VALUES, Archive, LayoutMismatch
 from .sqlite_worker import SQLiteWorker
 
@@ -649,7 +649,7 @@ class _Target:
         except Exception as exc:
             log.warning("closing the restore connection failed (%s)", exc)
 
-    def execute_later(self, sql: str, on_error: Callable[[Exception], Exception | None] | None = None) -> None:
+    def execute_later(self, sql: str, on_error: ErrorExplainer | None = None) -> None:
         """Run a statement whose result nobody needs; PostgreSQL and a pipelined SQLite target do not wait for it.
 
         On PostgreSQL its error is raised by the next use of ``cursor``, as
@@ -724,7 +724,7 @@ class _Target:
                 copy.set_types(types)
             yield copy
 
-    def copy_later(self, table, on_error: Callable[[Exception], Exception | None]):
+    def copy_later(self, table, on_error: ErrorExplainer) -> Copy:
         """PostgreSQL: a psycopg ``Copy`` of the model ``table`` whose rows the helper thread sends in turn.
 
         ``write_row`` packs a row at once; the COPY runs after the work handed
