@@ -28,10 +28,8 @@ import base64
 import binascii
 import keyword
 import logging
-import queue
 import re
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -708,22 +706,6 @@ class _Target:
         self.cursor.execute(f"DELETE FROM {self.q(table)}")
         return max(self.cursor.rowcount, 0)
 
-    @contextmanager
-    def copy(self, table):
-        """PostgreSQL: a ``COPY … FROM STDIN`` of the model ``table``, whose ``write_row`` takes value lists.
-
-        Binary when psycopg can write every column's type from the values
-        ``TableCodec`` gives: the server then parses no text (dates above all),
-        which took a sixth off its share of a million-row restore, and psycopg
-        packs values faster than it spells them.
-        """
-        types = self._binary_copy_types(table)
-        with self.cursor.copy(self._copy_statement(table, binary=bool(types)),
-                              writer=_queued_writer(self.cursor)) as copy:
-            if types:
-                copy.set_types(types)
-            yield copy
-
     def copy_later(self, table, on_error: ErrorExplainer) -> Copy:
         """PostgreSQL: a psycopg ``Copy`` of the model ``table`` whose rows the helper thread sends in turn.
 
@@ -752,8 +734,12 @@ class _Target:
     def _binary_copy_types(self, table) -> list[str] | None:
         """The database's type of each column of the model ``table``, or None unless each fits the column's values.
 
-        A column altered by hand (a domain, another type) gets text COPY, which the
-        server converts from whatever psycopg writes.
+        COPY is binary when psycopg can write every column's type from the values
+        ``TableCodec`` gives: the server then parses no text (dates above all),
+        which took a sixth off its share of a million-row restore, and psycopg
+        packs values faster than it spells them. A column altered by hand (a
+        domain, another type) gets text COPY, which the server converts from
+        whatever psycopg writes.
         """
         name = str(table.name)
         if name not in self._copy_types:
@@ -772,7 +758,10 @@ class _Target:
         if not rows:
             return
         if self.postgres:
-            with self.copy(table) as copy:
+            types = self._binary_copy_types(table)
+            with self.cursor.copy(self._copy_statement(table, binary=bool(types))) as copy:
+                if types:
+                    copy.set_types(types)
                 for row in rows:
                     copy.write_row(row)
             return
@@ -883,21 +872,6 @@ class _Target:
                                         (highest, table.name))
         # MariaDB/MySQL: InnoDB moves AUTO_INCREMENT past every explicit id inserted, and
         # ALTER TABLE ... AUTO_INCREMENT would commit the restore's transaction half-way.
-
-
-def _queued_writer(cursor):
-    """psycopg's queued COPY writer, holding at most 64 × 128 KB.
-
-    It sends from a thread of its own (outside the GIL), so the server takes in
-    rows while this thread parses the next ones. Its own queue would hold up to
-    1024 blocks (128 MB) when the server falls behind; the smaller one keeps the
-    restore's memory bounded.
-    """
-    from psycopg.copy import QueuedLibpqWriter
-
-    writer = QueuedLibpqWriter(cursor)
-    writer._queue = queue.Queue(maxsize=64)  # set in __init__, read by the sending thread once it starts
-    return writer
 
 
 def _sqlite_file(engine: Engine) -> str | None:
@@ -1066,15 +1040,17 @@ class _TableWriter:
             if self.skip_fk_triggers:
                 self.target.foreign_key_triggers(enabled=True)
         for _drop, create in self.dropped_indexes:
-            self.target.execute_later(create, self._explain_index_failure)
+            self.target.execute_later(create, self._explained(self._duplicate_failure))
         if self.dropped_indexes:
             self.restore.report(f"Indexing {self.name}")
         self.dropped_indexes = []
 
-    def _explain_index_failure(self, exc: Exception) -> ArchiveError | None:
-        if isinstance(exc, self.target.data_errors):  # a key built after the load found a duplicate
-            return ArchiveError(self._duplicate_failure(exc))
-        return None
+    def _explained(self, message: Callable[[Exception], str]) -> ErrorExplainer:
+        """For work done later (``execute_later``, ``copy_later``): the database's refusal as an ``ArchiveError``."""
+        def explain(exc: Exception) -> ArchiveError | None:
+            return ArchiveError(message(exc)) if isinstance(exc, self.target.data_errors) else None
+
+        return explain
 
     def abort(self) -> None:
         """End an unfinished COPY after a failure elsewhere (the transaction is rolled back next)."""
@@ -1176,18 +1152,13 @@ class _TableWriter:
         if self._copy is None:
             if self.skip_fk_triggers:
                 self.target.foreign_key_triggers(enabled=False)
-            self._copy = self.target.copy_later(self.table, self._explain_copy_failure)
+            self._copy = self.target.copy_later(self.table, self._explained(self._copy_failure))
         write = self._copy.write_row
         try:
             for row in values:
                 write(row)
         except self.target.data_errors as exc:  # a value psycopg cannot pack for its column
             raise ArchiveError(self._copy_failure(exc)) from exc
-
-    def _explain_copy_failure(self, exc: Exception) -> ArchiveError | None:
-        if isinstance(exc, self.target.data_errors):
-            return ArchiveError(self._copy_failure(exc))
-        return None
 
     def _insert_or_explain(self, values: list, first: int) -> None:
         target = self.target
