@@ -6,6 +6,7 @@ values; whatever is unusual must make it step aside (None), so the careful path
 can give its precise message. Hypothesis throws valid and broken rows at both.
 """
 import json
+from datetime import datetime, timezone
 import re
 
 import pytest
@@ -17,8 +18,10 @@ from app.backup.restore import TableCodec, _column_kind
 from app.models import data_tables
 
 TABLES = {table.name: table for table in data_tables()}
-CODECS = {(name, dialect): TableCodec(table, dialect) for name, table in TABLES.items()
-          for dialect in ("sqlite", "postgresql")}
+# "aware": PostgreSQL's binary COPY, whose dates msgspec makes as aware datetimes.
+FLAVOURS = {"sqlite": ("sqlite", False), "postgresql": ("postgresql", False), "aware": ("postgresql", True)}
+CODECS = {(name, flavour): TableCodec(table, dialect, aware_datetimes=aware) for name, table in TABLES.items()
+          for flavour, (dialect, aware) in FLAVOURS.items()}
 
 
 def dumps(rows) -> bytes:
@@ -27,7 +30,8 @@ def dumps(rows) -> bytes:
 dates = st.datetimes().map(lambda moment: moment.isoformat() + "+00:00") | st.sampled_from([
     "2025-12-23T01:57:51+00:00", "2025-12-23T01:57:51.123456+00:00", "2025-02-30T01:57:51+00:00",
     "2025-12-23T01:57:51Z", "2025-12-23T03:57:51+02:00", "2025-12-23 01:57:51", "not a date",
-    "2025-12-23T01:57:51.123+00:00"])
+    "2025-12-23T01:57:51.123+00:00", "2025-12-23t01:57:51.1234567z", "2025-12-23T01:57:51.9999999+00:00",
+    "9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59.999999+00:00"])
 anything = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | \
     st.text(max_size=5) | st.just("a\x00b") | st.lists(st.integers(), max_size=2)
 
@@ -74,22 +78,31 @@ def row_for(table, sqlite: bool):
 WRITER_SHAPE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
 
 
-def plain(codec, row) -> bool:
-    """Exactly the table's columns, dates in the shapes our writer produces."""
+def plain(codec, row, flavour: str) -> bool:
+    """Exactly the table's columns, dates in the shapes our writer produces.
+
+    Aware dates on the first or last day step aside (an offset could move them
+    outside the years 1 to 9999), even from our writer.
+    """
+    def plain_date(value) -> bool:
+        text = str(value)
+        return bool(WRITER_SHAPE.fullmatch(text)) and not (
+            flavour == "aware" and text.startswith(("9999-12-31", "0001-01-01")))
+
     return set(row) == set(codec.names) and all(
-        row[column.name] is None or WRITER_SHAPE.fullmatch(str(row[column.name]))
+        row[column.name] is None or plain_date(row[column.name])
         for column in codec.columns if _column_kind(column, True)[0] == "datetime")
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
 @pytest.mark.parametrize("table_name", sorted(TABLES))
 @settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_the_fast_decoder_agrees_with_the_careful_path(dialect, table_name, data):
+def test_the_fast_decoder_agrees_with_the_careful_path(flavour, table_name, data):
     table = TABLES[table_name]
-    codec = CODECS[(table_name, dialect)]
+    codec = CODECS[(table_name, flavour)]
     assert codec.decode_json is not None, "every data table qualifies for the fast decoder"
-    rows = data.draw(st.lists(row_for(table, dialect == "sqlite"), min_size=1, max_size=3))
+    rows = data.draw(st.lists(row_for(table, flavour == "sqlite"), min_size=1, max_size=3))
     decoded = codec.decode_json(dumps(rows))
     try:
         careful = [tuple(codec.convert(row, number)) for number, row in enumerate(rows, 1)]
@@ -97,7 +110,7 @@ def test_the_fast_decoder_agrees_with_the_careful_path(dialect, table_name, data
         careful = None
     if decoded is None:
         # Stepped aside, which is only right for something unusual: the careful path answers.
-        assert careful is None or not all(plain(codec, row) for row in rows), \
+        assert careful is None or not all(plain(codec, row, flavour) for row in rows), \
             "the fast decoder gave up on plain valid rows"
         return
     assert careful is not None, "the fast decoder accepted rows the careful path refuses"
@@ -114,3 +127,26 @@ def test_the_fast_decoder_steps_aside_for_a_nul_and_for_unknown_columns():
     assert codec.decode_json(dumps([{**row, "colour": "red"}])) is None
     with pytest.raises(ArchiveError, match="unknown column 'colour'"):
         codec.convert({**row, "colour": "red"}, 1)
+
+
+def test_aware_dates_are_made_by_msgspec_and_agree_with_the_careful_path():
+    codec = CODECS[("users", "aware")]
+    row = {"id": 1, "username": "ada", "email": "ada@example.org", "password_hash": "x", "is_active": True,
+           "is_admin": False, "created_at": "2025-01-02T05:04:05.1234567+02:00", "last_login": "2025-03-01t10:00:00z"}
+    expected = (datetime(2025, 1, 2, 3, 4, 5, 123457, tzinfo=timezone.utc), datetime(2025, 3, 1, 10, tzinfo=timezone.utc))
+    decoded = codec.decode_json(dumps([row]))
+    assert decoded is not None and [value.astimezone(timezone.utc) for value in decoded[0][-2:]] == list(expected)
+    assert tuple(codec.convert(row, 1)[-2:]) == expected
+    # The same text gives the same moment, naive, where dates are not aware.
+    assert tuple(CODECS[("users", "postgresql")].convert(row, 1)[-2:]) == tuple(
+        moment.replace(tzinfo=None) for moment in expected)
+
+
+@pytest.mark.parametrize("edge", ["9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00"])
+def test_an_offset_past_the_last_or_first_day_steps_aside_to_be_refused(edge):
+    codec = CODECS[("users", "aware")]
+    row = {"id": 1, "username": "ada", "email": "ada@example.org", "password_hash": "x", "is_active": True,
+           "is_admin": False, "created_at": edge, "last_login": None}
+    assert codec.decode_json(dumps([row])) is None
+    with pytest.raises(ArchiveError, match="outside the years 1 to 9999 in UTC"):
+        codec.convert(row, 1)

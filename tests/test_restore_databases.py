@@ -1,6 +1,8 @@
 """Round trips on SQLite, PostgreSQL and MariaDB, and archives moving between them."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -88,6 +90,45 @@ def test_an_archive_that_leaves_the_line_layout_midway_restores_exactly(tmp_path
     assert outcome.exit_code == 0, outcome.output
     assert orjson.loads(outcome.output)["restore"]["tables"]["login_attempts"]["inserted"] == 40_000
     assert as_archive_rows(app) == expected_rows(tables)
+
+
+SPELLINGS = {  # how an archive may write a date and time -> the moment every restore stores
+    "2025-01-02T05:04:05.1234567+02:00": "2025-01-02T03:04:05.123457+00:00",  # another offset, a 7th digit
+    "2025-03-01t10:00:00z": "2025-03-01T10:00:00+00:00",
+    "2025-04-01T10:00:00": "2025-04-01T10:00:00+00:00",  # no offset: UTC
+    "2025-05-01 10:00:00.5Z": "2025-05-01T10:00:00.500000+00:00",
+}
+
+
+def test_dates_in_any_spelling_are_stored_as_the_same_utc_moment(tmp_path, target):
+    """A PostgreSQL replace has msgspec make aware dates for its binary COPY; a merge and the other
+    databases take the careful path. Each stores the same moment."""
+    app, headers = target
+    client = app.test_client()
+    tables = generated_tables(users=30, attempts=10)
+    for user, spelling in zip(tables["users"][1:], SPELLINGS):
+        user["created_at"] = user["last_login"] = spelling
+    with app.app_context():
+        key, revision = format.signing_key(app.config), schema_revision(app)
+    archive = build_archive(tmp_path / "a.zip", tables, key=key, schema_revision=revision)
+
+    def stored() -> list[tuple[str, str]]:
+        with app.app_context():
+            return [(db.session.get(User, user_id).created_at.isoformat(),
+                     db.session.get(User, user_id).last_login.isoformat()) for user_id in range(2, 6)]
+
+    expected = [(moment, moment) for moment in SPELLINGS.values()]
+    response = restore_upload(client, headers, archive)
+    assert response.status_code == 200, response.get_json()
+    assert stored() == expected
+    with app.app_context():
+        for user_id in range(2, 6):
+            user = db.session.get(User, user_id)
+            user.created_at = user.last_login = datetime(2000, 1, 1, tzinfo=timezone.utc)
+        db.session.commit()
+    response = restore_upload(client, headers, archive, name="b.zip", mode="merge", on_conflict="overwrite")
+    assert response.status_code == 200, response.get_json()
+    assert stored() == expected
 
 
 def test_after_a_restore_new_rows_get_fresh_ids(tmp_path, target):

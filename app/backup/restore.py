@@ -68,6 +68,10 @@ INT64 = (-(2**63), 2**63 - 1)
 _BINARY_COPY_TYPES = {("int", *INT32): {"int4", "int8"}, ("int", *INT64): {"int8"}, ("bool",): {"bool"},
                       ("str",): {"text", "varchar"}, ("datetime",): {"timestamp"}}
 
+# What msgspec reads a date and time as for a PostgreSQL binary COPY: an offset is required
+# (the careful path reads a missing one as UTC), and the datetime keeps it.
+_AWARE_DATETIME = Annotated[datetime, msgspec.Meta(tz=True)]
+
 ProgressCallback = Callable[[float, str], None]
 
 
@@ -134,22 +138,38 @@ def _sqlite_datetime(moment: datetime) -> str:
     return moment.isoformat(" ", "microseconds")
 
 
-def _datetime_checker(sqlite: bool):
-    parse = datetime.fromisoformat
+def _parse_datetime(value: str) -> datetime:
+    """``value`` as msgspec reads an RFC 3339 date and time, else as ``datetime.fromisoformat`` does.
+
+    msgspec first, because the fast paths of a PostgreSQL replace decode dates with
+    msgspec: every path then gives the same moment for the same text (msgspec rounds
+    a seventh fractional digit where fromisoformat drops it, and takes a lowercase
+    "t" or "z"). fromisoformat takes what RFC 3339 does not: no offset, no seconds.
+    """
+    try:
+        return msgspec.convert(value, datetime)
+    except msgspec.ValidationError:
+        return datetime.fromisoformat(value)
+
+
+def _datetime_checker(spelling: str):
+    """Checks a date and time and gives it as ``spelling`` says (see ``TableCodec``): naive UTC by default."""
     utc = timezone.utc
 
     def check(value):
         if type(value) is not str:
             raise _Invalid(f"must be an ISO 8601 date and time, not {_describe(value)}")
         try:
-            moment = parse(value[:-6] if value.endswith("+00:00") else value)
+            moment = _parse_datetime(value)
             if moment.tzinfo is not None:
                 moment = moment.astimezone(utc).replace(tzinfo=None)
         except ValueError:
             raise _Invalid(f"must be an ISO 8601 date and time, not {_describe(value)}") from None
         except OverflowError:  # its offset moves it past the year 9999 (or before the year 1) in UTC
             raise _Invalid(f"is {_describe(value)}, outside the years 1 to 9999 in UTC") from None
-        return _sqlite_datetime(moment) if sqlite else moment
+        if spelling == "sqlite":
+            return _sqlite_datetime(moment)
+        return moment.replace(tzinfo=utc) if spelling == "aware" else moment
 
     return check
 
@@ -258,7 +278,7 @@ def _binary_kind(column) -> tuple:
     return kind[:1] if kind[0] == "str" else kind
 
 
-def _value_checker(column, sqlite: bool):
+def _value_checker(column, sqlite: bool, date_spelling: str):
     kind = column.type
     if isinstance(kind, types.TypeDecorator):
         kind = kind.impl_instance
@@ -269,7 +289,7 @@ def _value_checker(column, sqlite: bool):
     if isinstance(kind, types.Integer):
         return _int_checker(*(INT64 if sqlite else INT32))
     if isinstance(kind, types.DateTime):
-        return _datetime_checker(sqlite)
+        return _datetime_checker(date_spelling)
     if isinstance(kind, types.Date):
         return _date_checker(sqlite)
     if isinstance(kind, types.Float):
@@ -288,14 +308,14 @@ def _datetime_lines(v: str, i: int, pad: str, spelling: str) -> list[str]:
 
     "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00" is validated by fromisoformat, then becomes
     what the driver wants: ``"sqlite"`` re-spells it as SQLite stores dates (slicing is
-    much cheaper than isoformat()), ``"object"`` makes a naive UTC datetime. Any other
-    shape goes to ``_check{i}``.
+    much cheaper than isoformat()), ``"object"`` makes a naive UTC datetime, ``"aware"``
+    an aware one. Any other shape goes to ``_check{i}``.
     """
     shape = f"{v}[4] == '-' and {v}[7] == '-' and {v}[10] == 'T' and {v}[13] == ':' and {v}[16] == ':'"
     with_micros = {"sqlite": f"_parse({v})\n{pad}    {v} = {v}[:10] + ' ' + {v}[11:26]",
-                   "object": f"{v} = _parse({v}[:26])"}[spelling]
+                   "object": f"{v} = _parse({v}[:26])", "aware": f"{v} = _parse({v})"}[spelling]
     without = {"sqlite": f"_parse({v})\n{pad}    {v} = {v}[:10] + ' ' + {v}[11:19] + '.000000'",
-               "object": f"{v} = _parse({v}[:19])"}[spelling]
+               "object": f"{v} = _parse({v}[:19])", "aware": f"{v} = _parse({v})"}[spelling]
     return [
         f"{pad}if {v}.__class__ is str and len({v}) == 32 and {v}[19] == '.' and {v}[26:] == '+00:00' and {shape}:",
         f"{pad}    {with_micros}",
@@ -326,9 +346,14 @@ _MISSING = object()
 
 
 class TableCodec:
-    """Turns a table's row objects from the archive into value lists in column order."""
+    """Turns a table's row objects from the archive into value lists in column order.
 
-    def __init__(self, table, dialect: str):
+    Dates and times come as SQLite stores them (text), as naive UTC datetimes, or,
+    with ``aware_datetimes`` (PostgreSQL binary COPY only, see ``_Target.copy_later``),
+    as aware ones: msgspec then makes them in C, with no Python per value.
+    """
+
+    def __init__(self, table, dialect: str, aware_datetimes: bool = False):
         self.table = table
         self.name = str(table.name)
         self.columns = list(table.columns)
@@ -336,12 +361,13 @@ class TableCodec:
         self.name_set = frozenset(self.names)
         self.width = len(self.names)
         sqlite = dialect == "sqlite"
-        self.checks = [(_nullable if c.nullable else _not_null)(_value_checker(c, sqlite)) for c in self.columns]
         self._sqlite = sqlite
+        self._date_spelling = "sqlite" if sqlite else "aware" if aware_datetimes else "object"
+        self.checks = [(_nullable if c.nullable else _not_null)(_value_checker(c, sqlite, self._date_spelling))
+                       for c in self.columns]
         primary = list(table.primary_key.columns)
         self.pk = str(primary[0].name) if len(primary) == 1 else None
         self.pk_index = self.names.index(self.pk) if self.pk else None
-        self._date_spelling = "sqlite" if sqlite else "object"
         self._fast = self._compile_fast_path(sqlite)
         self.decode_json = self._compile_json_decoder(dialect)
 
@@ -408,8 +434,9 @@ class TableCodec:
         unknown columns while it parses, which is several times faster than parsing to
         dicts and checking in Python. It only takes tables whose columns it can check
         exactly as ``_compile_fast_path`` does (dates are checked by that same code
-        afterwards). It returns None for anything unusual, so those rows take the
-        careful path and its precise messages. None when the table does not qualify.
+        afterwards, or made by msgspec when they are to be aware). It returns None for
+        anything unusual, so those rows take the careful path and its precise messages.
+        None when the table does not qualify.
         """
         if dialect not in ("sqlite", "postgresql"):
             return None
@@ -427,6 +454,8 @@ class TableCodec:
                     bools.append(i)
             elif kind[0] == "str":
                 kind_type = Annotated[str, msgspec.Meta(max_length=kind[1])] if kind[1] else str
+            elif kind[0] == "datetime" and self._date_spelling == "aware":
+                kind_type = _AWARE_DATETIME
             elif kind[0] == "datetime":
                 kind_type = str
                 dates.append(i)
@@ -460,10 +489,17 @@ class TableCodec:
             def convert(objects):
                 return [astuple(o) for o in objects]
 
+        # An offset can move the first or the last day outside the years 1 to 9999 in UTC:
+        # msgspec would let it through as an aware datetime, the careful path refuses it.
+        year_edges = self._date_spelling == "aware" and any(_column_kind(c, False)[0] == "datetime"
+                                                            for c in self.columns)
+
         def decode_json(blob: bytes):
             # A NUL can only be spelled \u0000 in JSON; the careful path refuses it with a message.
             # (Looking for any backslash first is several times faster, and most runs have none.)
             if b"\\" in blob and b"\\u0000" in blob:
+                return None
+            if year_edges and (b'"9999-12-31' in blob or b'"0001-01-01' in blob):
                 return None
             try:
                 return convert(decode(blob))
@@ -511,6 +547,8 @@ class TableCodec:
         if isinstance(value, datetime):
             if value.tzinfo is not None:
                 value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            if self._date_spelling == "aware":
+                return value.replace(tzinfo=timezone.utc)
             return _sqlite_datetime(value) if self._sqlite else value
         if isinstance(value, date) and self._sqlite:
             return value.isoformat()
@@ -719,8 +757,18 @@ class _Target:
         data = self._later.copy(self._copy_statement(table, binary=bool(types)), on_error)
         packer = Copy(self._packing_cursor, binary=bool(types), writer=data)
         if types:
-            packer.set_types(types)
+            # Binary COPY takes dates as aware datetimes (``binary_copy``): psycopg's timestamptz
+            # dumper packs microseconds since 2000 in UTC, which is what a timestamp column stores.
+            packer.set_types(["timestamptz" if name == "timestamp" else name for name in types])
         return packer
+
+    def binary_copy(self, table) -> bool:
+        """Whether ``copy_later`` sends ``table`` in binary; its rows must then carry aware datetimes.
+
+        Only for tables given to ``prepare_copies``. (Text COPY must not get them: a
+        timestamp column ignores the offset it spells.)
+        """
+        return bool(self._copy_types.get(str(table.name)))
 
     def prepare_copies(self, tables) -> None:
         """Learn now what ``copy_later`` needs from the database for each of ``tables``."""
@@ -1386,7 +1434,10 @@ class _Restore:
         self.plan = plan
         self.options = options
         self._progress = progress
-        self.codecs = {table.name: TableCodec(table, target.dialect) for table in plan.tables}
+        if options.mode == "replace" and target.postgres:
+            target.prepare_copies(plan.tables)
+        self.codecs = {table.name: TableCodec(table, target.dialect, aware_datetimes=target.binary_copy(table))
+                       for table in plan.tables}
         self.counts = {table.name: _Counts() for table in plan.tables}
         self.reasons = _Reasons()
         self.skipped_ids: dict[str, set] = {}
@@ -1397,8 +1448,6 @@ class _Restore:
         # Read up front: a pipelined target would otherwise wait for the previous table's index builds.
         self.rebuildable_indexes = {name: target.rebuildable_indexes(name) for name in plan.names} \
             if options.mode == "replace" else {}
-        if options.mode == "replace" and target.postgres:
-            target.prepare_copies(plan.tables)
 
     def parent_ids(self, parent: str, key: str) -> set | None:
         """Replace: every id the parent table will hold (None in a merge, which asks the database)."""
