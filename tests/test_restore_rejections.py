@@ -299,6 +299,19 @@ def test_duplicate_ids_in_a_replace_are_named(app, client, live, tmp_path):
                  "Table users, row 4 (id 2) cannot be stored")
 
 
+def test_a_duplicate_deep_in_a_batch_is_named_by_its_row(app, client, live, tmp_path):
+    """Batches are written in statements of many rows; the refusal still names the very row."""
+    def many_users(tables):
+        template = tables["users"][-1]
+        first = template["id"] + 1
+        tables["users"] += [dict(template, id=i, username=f"u{i}", email=f"u{i}@example.com")
+                            for i in range(first, first + 200)]
+        tables["users"][136]["email"] = tables["users"][2]["email"]
+
+    refused_rows(app, client, live, tmp_path, many_users, "Table users, row 137 (id 139) cannot be stored",
+                 "UNIQUE")
+
+
 @pytest.mark.parametrize("mode", ["replace", "merge"])
 def test_an_error_after_many_written_batches_still_changes_nothing(app, client, live, tmp_path, mode):
     def many(tables):

@@ -87,8 +87,8 @@ def test_a_bad_row_is_named_by_its_place_in_the_batch(tmp_path):
     cursor = worker.cursor()
     try:
         cursor.execute("BEGIN IMMEDIATE")
-        worker.insert_later("INSERT INTO t VALUES (?, ?)", [(2, "a"), (3, "b")], on_error=lambda i, e: e)
-        worker.insert_later("INSERT INTO t VALUES (?, ?)", [(4, "c"), (5, "kept"), (6, "d")],
+        worker.insert_later("INSERT OR FAIL INTO t (id, name)", [(2, "a"), (3, "b")], on_error=lambda i, e: e)
+        worker.insert_later("INSERT OR FAIL INTO t (id, name)", [(4, "c"), (5, "kept"), (6, "d")],
                             on_error=lambda index, exc: ValueError(f"row {index}: {exc}"))
         with pytest.raises(ValueError, match=r"row 1: UNIQUE constraint failed: t\.name"):
             cursor.execute("SELECT 1")
@@ -98,6 +98,48 @@ def test_a_bad_row_is_named_by_its_place_in_the_batch(tmp_path):
     finally:
         worker.close()
     assert rows_of(path) == [(1, "kept")]
+
+
+@pytest.mark.parametrize("bad", [0, 49, 50, 73, 149, 151])
+def test_a_bad_row_among_many_row_statements_is_named_by_its_place(tmp_path, bad):
+    """Batches go in statements of ROWS_PER_STATEMENT rows; the failing row's index and the rows
+    before it are what they are when each row is its own statement."""
+    path = small_database(tmp_path / "w.db")
+    worker = SQLiteWorker(str(path))
+    cursor = worker.cursor()
+    rows = [(id_, f"n{id_}") for id_ in range(2, 154)]  # 152 rows: three statements of 50, then 2 alone
+    rows[bad] = (rows[bad][0], "kept")
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        worker.insert_later("INSERT OR FAIL INTO t (id, name)", rows,
+                            on_error=lambda index, exc: ValueError(f"row {index}: {exc}"))
+        with pytest.raises(ValueError, match=rf"row {bad}: UNIQUE constraint failed: t\.name"):
+            cursor.execute("SELECT 1")
+        assert cursor.execute("SELECT id FROM t ORDER BY id").fetchall() == [(1,)] + [(id_,) for id_, _ in rows[:bad]]
+        worker.rollback()
+    finally:
+        worker.close()
+    assert rows_of(path) == [(1, "kept")]
+
+
+def test_every_row_of_a_batch_is_stored_whatever_its_width(tmp_path):
+    path = tmp_path / "wide.db"
+    columns = [f"c{i}" for i in range(30)]  # 30 columns: fewer rows per statement, within 999 parameters
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE w (id INTEGER PRIMARY KEY, {', '.join(columns)})")
+    conn.close()
+    rows = [(id_, *(f"{id_}.{i}" for i in range(30))) for id_ in range(1, 1001)]
+    worker = SQLiteWorker(str(path))
+    cursor = worker.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        worker.insert_later(f"INSERT OR FAIL INTO w (id, {', '.join(columns)})", rows, on_error=lambda i, e: e)
+        cursor.execute("COMMIT")
+    finally:
+        worker.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT * FROM w ORDER BY id").fetchall() == rows
+    conn.close()
 
 
 def test_a_killed_worker_fails_the_next_call_and_changes_nothing(tmp_path):
@@ -122,7 +164,7 @@ worker = SQLiteWorker({path!r})
 cursor = worker.cursor()
 cursor.execute("BEGIN IMMEDIATE")
 cursor.execute("DELETE FROM t")
-worker.insert_later("INSERT INTO t VALUES (?, ?)", [(7, "new")], on_error=lambda i, e: e)
+worker.insert_later("INSERT OR FAIL INTO t (id, name)", [(7, "new")], on_error=lambda i, e: e)
 cursor.execute("SELECT COUNT(*) FROM t")
 print(worker._process.pid, cursor.fetchone()[0], flush=True)
 sys.stdin.read()

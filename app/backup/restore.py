@@ -708,7 +708,8 @@ class _Target:
     def insert_later(self, table: str, names: Sequence[str], rows: list,
                      on_error: Callable[[int, Exception], Exception]) -> None:
         """Pipelined targets: insert without waiting; a failing row raises ``on_error(index, error)`` later."""
-        self.raw.insert_later(self._insert_sql(table, names), rows, on_error)
+        columns = ", ".join(self.q(n) for n in names)
+        self.raw.insert_later(f"INSERT OR FAIL INTO {self.q(table)} ({columns})", rows, on_error)
 
     def _insert_sql(self, table: str, names: Sequence[str]) -> str:
         columns = ", ".join(self.q(n) for n in names)
