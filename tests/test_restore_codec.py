@@ -142,11 +142,14 @@ def test_aware_dates_are_made_by_msgspec_and_agree_with_the_careful_path():
         moment.replace(tzinfo=None) for moment in expected)
 
 
+@pytest.mark.parametrize("column", ["created_at", "last_login"])
 @pytest.mark.parametrize("edge", ["9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00"])
-def test_an_offset_past_the_last_or_first_day_steps_aside_to_be_refused(edge):
+def test_an_offset_past_the_last_or_first_day_steps_aside_to_be_refused(edge, column):
     codec = CODECS[("users", "aware")]
-    row = {"id": 1, "username": "ada", "email": "ada@example.org", "password_hash": "x", "is_active": True,
-           "is_admin": False, "created_at": edge, "last_login": None}
-    assert codec.decode_json(dumps([row])) is None
-    with pytest.raises(ArchiveError, match="outside the years 1 to 9999 in UTC"):
-        codec.convert(row, 1)
+    rows = [{"id": i, "username": f"u{i}", "email": f"u{i}@example.org", "password_hash": "x", "is_active": True,
+             "is_admin": False, "created_at": "2025-01-02T05:04:05+00:00", "last_login": None} for i in (1, 2, 3)]
+    rows[1][column] = edge
+    assert codec.decode_json(dumps(rows)) is None
+    assert codec.decode_json(dumps(rows[:1] + rows[2:])) is not None
+    with pytest.raises(ArchiveError, match="row 2 .*outside the years 1 to 9999 in UTC"):
+        codec.convert_many(rows, 1)

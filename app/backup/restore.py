@@ -345,6 +345,25 @@ def _not_null(check):
 _MISSING = object()
 
 
+def _within_utc_years(rows: list, columns: list[int]) -> bool:
+    """Whether the aware datetimes in ``columns`` of ``rows`` all stay within the years 1 to 9999 in UTC.
+
+    msgspec takes "9999-12-31T23:30:00-01:00", which the careful path refuses:
+    in UTC it is in the year 10000. Only the earliest and the latest moment of a
+    column can be out (an offset is less than a day), so only they are converted.
+    """
+    utc = timezone.utc
+    for i in columns:
+        moments = [moment for row in rows if (moment := row[i]) is not None]
+        if moments:
+            try:
+                min(moments).astimezone(utc)
+                max(moments).astimezone(utc)
+            except OverflowError:
+                return False
+    return True
+
+
 class TableCodec:
     """Turns a table's row objects from the archive into value lists in column order.
 
@@ -489,20 +508,17 @@ class TableCodec:
             def convert(objects):
                 return [astuple(o) for o in objects]
 
-        # An offset can move the first or the last day outside the years 1 to 9999 in UTC:
-        # msgspec would let it through as an aware datetime, the careful path refuses it.
-        year_edges = self._date_spelling == "aware" and any(_column_kind(c, False)[0] == "datetime"
-                                                            for c in self.columns)
+        aware_columns = [i for i, column in enumerate(self.columns)
+                         if self._date_spelling == "aware" and _column_kind(column, False)[0] == "datetime"]
 
         def decode_json(blob: bytes):
             # A NUL can only be spelled \u0000 in JSON; the careful path refuses it with a message.
             # (Looking for any backslash first is several times faster, and most runs have none.)
             if b"\\" in blob and b"\\u0000" in blob:
                 return None
-            if year_edges and (b'"9999-12-31' in blob or b'"0001-01-01' in blob):
-                return None
             try:
-                return convert(decode(blob))
+                rows = convert(decode(blob))
+                return rows if _within_utc_years(rows, aware_columns) else None
             except Exception:
                 return None
 
