@@ -1,12 +1,12 @@
 """A helper thread that owns a PostgreSQL restore's connection, so the server's work overlaps ours.
 
 A bulk restore alternates between our work (reading and checking rows) and the
-server's (storing them, then building each table's indexes). Done in turn, each
-side idles while the other works: building a 600,000-row table's indexes alone
-keeps the server busy for seconds. So the restore hands its statements and
-each table's COPY data to this helper, in order, and goes on with the next
-table while the server catches up. Everything still runs on one connection, in
-one transaction, in the order it was handed over.
+server's (storing them, building indexes). Done in turn, each side idles while
+the other works: storing a table with three unique keys, or building a
+600,000-row table's indexes, keeps the server busy for seconds. So the restore
+hands its statements and each table's COPY data to this helper, in order, and
+goes on with the next table while the server catches up. Everything still runs
+on one connection, in one transaction, in the order it was handed over.
 
 COPY data is packed by psycopg in the restore's thread (``CopyData`` is a
 psycopg ``Writer``) and kept in memory up to ``MEMORY_BYTES`` per table. When

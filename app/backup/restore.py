@@ -14,11 +14,11 @@ overwrite) and skips, with a reason, rows that collide on another unique column
 and rows whose parent was skipped. Sequences are moved past the restored ids.
 
 Bulk loads (replace) work like ``sqlite3 < dump.sql`` and ``pg_restore``: a large
-table's non-unique indexes are dropped and built again once its rows are in
-(inside the same transaction, so a rollback restores them), and on PostgreSQL
-each table streams through a single COPY. The statements and COPY data of a
-PostgreSQL replace are sent by a helper thread (``pg_sender``), so the server
-builds one table's indexes while this process reads the next table.
+table's non-unique indexes are dropped and built again once every table's rows
+are in (inside the same transaction, so a rollback restores them), and on
+PostgreSQL each table streams through a single COPY. The statements and COPY data
+of a PostgreSQL replace are sent by a helper thread (``pg_sender``), so the server
+stores one table while this process reads the next.
 
 Nothing here knows about HTTP, jobs or where the archive came from.
 """
@@ -1097,17 +1097,16 @@ class _TableWriter:
             self.flush()
 
     def finish(self) -> None:
-        """Write what is queued and build again any index dropped for the bulk load."""
+        """Write what is queued; any index dropped for the bulk load is built once every table is in."""
         self.flush()
         if self._copy is not None:
             copy, self._copy = self._copy, None
             copy.finish(None)
             if self.skip_fk_triggers:
                 self.target.foreign_key_triggers(enabled=True)
-        for _drop, create in self.dropped_indexes:
-            self.target.execute_later(create, self._explained(self._duplicate_failure))
         if self.dropped_indexes:
-            self.restore.report(f"Indexing {self.name}")
+            self.restore.index_builds.append(
+                (self.name, [create for _drop, create in self.dropped_indexes], self._explained(self._duplicate_failure)))
         self.dropped_indexes = []
 
     def _explained(self, message: Callable[[Exception], str]) -> ErrorExplainer:
@@ -1461,10 +1460,26 @@ class _Restore:
         # Replace only: ids written so far per parent table, and ids of parents left as they are.
         self.written_ids: dict[str, set] = {}
         self._kept_ids: dict[str, set] = {}
+        # (table, CREATE statements, error explainer) of the indexes a bulk load dropped.
+        self.index_builds: list[tuple[str, list[str], ErrorExplainer]] = []
         self.is_parent = {name: any(name in parents for parents in plan.parents.values()) for name in plan.names}
         # Read up front: a pipelined target would otherwise wait for the previous table's index builds.
         self.rebuildable_indexes = {name: target.rebuildable_indexes(name) for name in plan.names} \
             if options.mode == "replace" else {}
+
+    def _build_indexes(self) -> None:
+        """Build the indexes dropped for the bulk loads, now that every table is in.
+
+        Last, rather than after each table: the database then stores the next
+        table while this process still reads it, and builds the indexes once this
+        process has finished, when PostgreSQL's parallel workers have both cores
+        to themselves.
+        """
+        for name, creates, explain in self.index_builds:
+            self.report(f"Indexing {name}")
+            for create in creates:
+                self.target.execute_later(create, explain)
+        self.index_builds = []
 
     def parent_ids(self, parent: str, key: str) -> set | None:
         """Replace: every id the parent table will hold (None in a merge, which asks the database)."""
@@ -1545,6 +1560,8 @@ class _Restore:
                     writer.add_rows(rows)
                     writer.finish()
                     done.add(table.name)
+            writer = None
+            self._build_indexes()
         except BaseException:
             if writer is not None:
                 writer.abort()
