@@ -53,3 +53,28 @@ def test_a_tuned_process_reuses_the_pages_of_freed_buffers():
 def test_a_child_started_with_the_environment_reuses_them_too():
     plain = page_faults("plain")
     assert page_faults("plain", environment()) < plain / 2, plain
+
+
+GIVE_BACK = """
+import sys
+from app.backup.malloc_tuning import give_back_freed_memory, keep_freed_buffers
+assert keep_freed_buffers()
+def resident_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 // 2**20
+keep = []
+freed = [bytearray(1 << 20) for _ in range(60)]  # 60 MB in the heap (under the 4 MB mmap threshold)
+keep.append(bytearray(1 << 20))  # in use, above them: the heap's top cannot shrink past it
+del freed
+before = resident_mb()
+if sys.argv[1] == "give-back":
+    assert give_back_freed_memory()
+print(before - resident_mb())
+"""
+
+
+@pytest.mark.parametrize("mode, released", [("keep", lambda mb: mb < 5), ("give-back", lambda mb: mb >= 50)])
+def test_freed_memory_goes_back_to_the_system_only_when_asked(mode, released):
+    """A restore that has read its archive gives its freed buffers back before the database's last step."""
+    done = subprocess.run([sys.executable, "-c", GIVE_BACK, mode], cwd=ROOT, capture_output=True, text=True,
+                          check=True)
+    assert released(int(done.stdout)), done.stdout

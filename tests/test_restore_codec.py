@@ -133,7 +133,8 @@ def test_aware_dates_are_made_by_msgspec_and_agree_with_the_careful_path():
     codec = CODECS[("users", "aware")]
     row = {"id": 1, "username": "ada", "email": "ada@example.org", "password_hash": "x", "is_active": True,
            "is_admin": False, "created_at": "2025-01-02T05:04:05.1234567+02:00", "last_login": "2025-03-01t10:00:00z"}
-    expected = (datetime(2025, 1, 2, 3, 4, 5, 123457, tzinfo=timezone.utc), datetime(2025, 3, 1, 10, tzinfo=timezone.utc))
+    expected = (datetime(2025, 1, 2, 3, 4, 5, 123457, tzinfo=timezone.utc),
+                datetime(2025, 3, 1, 10, tzinfo=timezone.utc))
     decoded = codec.decode_json(dumps([row]))
     assert decoded is not None and [value.astimezone(timezone.utc) for value in decoded[0][-2:]] == list(expected)
     assert tuple(codec.convert(row, 1)[-2:]) == expected

@@ -45,3 +45,21 @@ def environment() -> dict[str, str]:
     """The same settings for a child process's environment (glibc reads them when it starts)."""
     return {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD),
             "MALLOC_TOP_PAD_": str(TOP_PAD)}
+
+
+def give_back_freed_memory() -> bool:
+    """Return the heap's freed pages to the system now (``malloc_trim``); False where it does not apply.
+
+    For when a process is done with its buffers but lives on while another
+    process works: a restore that has read its archive, while the database builds
+    the indexes.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim(0)
+    return True

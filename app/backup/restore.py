@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine
 
 from ..models import ApiToken, AuditLog, data_tables
 from .errors import ArchiveError, BackupError, BadRequestError, RestoreError
-from .malloc_tuning import keep_freed_buffers
+from .malloc_tuning import give_back_freed_memory, keep_freed_buffers
 from .pg_sender import ConnectionHelper, ErrorExplainer
 from .reader import END, ROWS, TABLE, VALUES, Archive, LayoutMismatch
 from .sqlite_worker import SQLiteWorker
@@ -1105,8 +1105,8 @@ class _TableWriter:
             if self.skip_fk_triggers:
                 self.target.foreign_key_triggers(enabled=True)
         if self.dropped_indexes:
-            self.restore.index_builds.append(
-                (self.name, [create for _drop, create in self.dropped_indexes], self._explained(self._duplicate_failure)))
+            creates = [create for _drop, create in self.dropped_indexes]
+            self.restore.index_builds.append((self.name, creates, self._explained(self._duplicate_failure)))
         self.dropped_indexes = []
 
     def _explained(self, message: Callable[[Exception], str]) -> ErrorExplainer:
@@ -1463,7 +1463,7 @@ class _Restore:
         # (table, CREATE statements, error explainer) of the indexes a bulk load dropped.
         self.index_builds: list[tuple[str, list[str], ErrorExplainer]] = []
         self.is_parent = {name: any(name in parents for parents in plan.parents.values()) for name in plan.names}
-        # Read up front: a pipelined target would otherwise wait for the previous table's index builds.
+        # Read up front: a pipelined target would otherwise wait for the work queued before the query.
         self.rebuildable_indexes = {name: target.rebuildable_indexes(name) for name in plan.names} \
             if options.mode == "replace" else {}
 
@@ -1475,6 +1475,8 @@ class _Restore:
         process has finished, when PostgreSQL's parallel workers have both cores
         to themselves.
         """
+        if self.index_builds:
+            give_back_freed_memory()
         for name, creates, explain in self.index_builds:
             self.report(f"Indexing {name}")
             for create in creates:
