@@ -23,18 +23,26 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's <malloc
 _tuned = False
 
 
+def _glibc(name: str, *argtypes):
+    """The C library's function ``name``, or None where there is none (not Linux, or not glibc's)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = list(argtypes)
+    return function
+
+
 def keep_freed_buffers() -> bool:
     """Apply the settings to this process (once); False where they do not apply."""
     global _tuned
     if _tuned:
         return True
-    if not sys.platform.startswith("linux"):
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    if mallopt is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     # mallopt returns 1 on success; musl's is a stub that returns 0.
     _tuned = all(mallopt(option, value) == 1 for option, value in
                  ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD)))
@@ -54,12 +62,8 @@ def give_back_freed_memory() -> bool:
     process works: a restore that has read its archive, while the database builds
     the indexes.
     """
-    if not sys.platform.startswith("linux"):
+    malloc_trim = _glibc("malloc_trim", ctypes.c_size_t)
+    if malloc_trim is None:
         return False
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    malloc_trim.argtypes = [ctypes.c_size_t]
     malloc_trim(0)
     return True
