@@ -149,7 +149,10 @@ class SQLiteWorker:
         self._pending.append(None)
 
     def insert_later(self, into: str, rows: list, on_error: Callable[[int, Exception], Exception]) -> None:
-        """Insert ``rows`` (equally long value sequences) without waiting; ``into`` is ``INSERT INTO t (a, b)``.
+        """Insert ``rows`` (equally long value sequences) without waiting.
+
+        ``into`` is the statement up to its values: ``INSERT OR FAIL INTO t (a, b)``
+        (``_insert`` says why OR FAIL).
 
         A bad row makes a later call raise ``on_error(index, error)``. The rows
         before the bad one stay written: a failure is meant to end the transaction,
