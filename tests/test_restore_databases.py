@@ -255,3 +255,28 @@ def test_a_postgresql_integer_column_narrower_than_the_model_refuses_what_it_can
     assert as_archive_rows(app) == before
     with app.app_context():
         db.engine.dispose()
+
+
+def test_a_large_sqlite_replace_leaves_every_index_as_it_was(tmp_path):
+    """The indexes a bulk load drops are built again once every table is in (see the PostgreSQL
+    twin in test_restore_postgresql_bulk.py)."""
+    from app.backup.restore import INDEX_REBUILD_MIN_ROWS
+
+    app, _headers = make_app(tmp_path, f"sqlite:///{tmp_path / 'large.db'}", "large")
+
+    def indexes() -> list:
+        with app.app_context():
+            return sorted(map(tuple, db.session.execute(sa.text(
+                "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index'")).all()))
+
+    before = indexes()
+    assert any(name == "ix_login_attempts_ip_address" for name, _table, _sql in before)
+    tables = generated_tables(users=50, attempts=INDEX_REBUILD_MIN_ROWS + 1_000)
+    with app.app_context():
+        key, revision = format.signing_key(app.config), schema_revision(app)
+    archive = build_archive(tmp_path / "a.zip", tables, key=key, schema_revision=revision)
+    # By the CLI: Werkzeug's test client leaves the temporary file of a large upload open.
+    outcome = app.test_cli_runner().invoke(args=["backup", "restore", str(archive), "--mode", "replace", "--yes"])
+    assert outcome.exit_code == 0, outcome.output
+    assert indexes() == before
+    assert as_archive_rows(app) == expected_rows(tables)
