@@ -460,7 +460,7 @@ class TableCodec:
         if dialect not in ("sqlite", "postgresql"):
             return None
         sqlite = dialect == "sqlite"
-        fields, dates, bools = [], [], []
+        fields, dates, bools, aware_dates = [], [], [], []
         for i, (column, name) in enumerate(zip(self.columns, self.names)):
             if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
                 return None
@@ -475,6 +475,7 @@ class TableCodec:
                 kind_type = Annotated[str, msgspec.Meta(max_length=kind[1])] if kind[1] else str
             elif kind[0] == "datetime" and self._date_spelling == "aware":
                 kind_type = _AWARE_DATETIME
+                aware_dates.append(i)
             elif kind[0] == "datetime":
                 kind_type = str
                 dates.append(i)
@@ -508,9 +509,6 @@ class TableCodec:
             def convert(objects):
                 return [astuple(o) for o in objects]
 
-        aware_columns = [i for i, column in enumerate(self.columns)
-                         if self._date_spelling == "aware" and _column_kind(column, False)[0] == "datetime"]
-
         def decode_json(blob: bytes):
             # A NUL can only be spelled \u0000 in JSON; the careful path refuses it with a message.
             # (Looking for any backslash first is several times faster, and most runs have none.)
@@ -518,7 +516,7 @@ class TableCodec:
                 return None
             try:
                 rows = convert(decode(blob))
-                return rows if _within_utc_years(rows, aware_columns) else None
+                return rows if _within_utc_years(rows, aware_dates) else None
             except Exception:
                 return None
 
