@@ -61,9 +61,9 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from .admin.routes import bp as admin_bp
     from .auth.routes import bp as auth_bp
-    from .backup.restore_routes import bp as restore_bp
-    from .backup.routes import bp as backup_bp
-    from .backup.schedule_routes import bp as schedule_bp
+    from .backup.web.restores import bp as restore_bp
+    from .backup.web.backups import bp as backup_bp
+    from .backup.web.schedule import bp as schedule_bp
     from .main.routes import bp as main_bp
 
     app.register_blueprint(main_bp)
@@ -87,8 +87,8 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from .backup import restore_cli, schedule_cli
-    from .backup.cli import backup_cli
+    from .backup.cli import restores as restore_cli, schedule as schedule_cli
+    from .backup.cli.backups import backup_cli
     from .cli import register_account_commands
     from .seed import register_seed_command
 
@@ -111,7 +111,7 @@ def recover_after_crash(app: Flask) -> None:
 
 def start_scheduler(app: Flask) -> None:
     """Start the in-process backup scheduler unless tests, the CLI or config turn it off."""
-    from .backup import scheduler
+    from .backup.schedule import runner as scheduler
 
     scheduler.start_for_app(app)
 

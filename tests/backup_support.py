@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import sqlalchemy as sa
 
-from app.backup import format
+from app.backup.archive import format
 from app.extensions import db
 from app.models import UTCDateTime, data_tables
 

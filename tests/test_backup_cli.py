@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from app.backup import jobs
+from app.backup.jobs import runner as jobs
 from tests.backup_support import seed_sample_rows
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.backup import jobs
+from app.backup.jobs import runner as jobs
 from tests.backup_support import seed_sample_rows
 from tests.conftest import csrf_token_from
 

@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from app import create_app
-from app.backup import format, jobs
+from app.backup.archive import format
+from app.backup.jobs import runner as jobs
 from app.backup.errors import BackupError, BackupNotFoundError, ConflictError, StorageError
 from app.backup.service import BackupService, metadata_cache_info
 from app.extensions import db
@@ -203,7 +204,7 @@ def test_a_second_backup_while_one_runs_is_a_conflict(app):
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from app.backup.storage import LocalStorage
+    from app.backup.storage.base import LocalStorage
     storage = LocalStorage(sys.argv[1])
     with storage.atomic_writer(["cyberquest_backup_20240101_000000.zip"]) as pending:
         pending.file.write(b"half an archive")
@@ -259,7 +260,7 @@ def test_start_up_on_an_unmigrated_database_does_nothing(tmp_path):
 
 
 def test_without_hard_links_the_name_is_reserved_by_exclusive_create(tmp_path):
-    from app.backup.storage import LocalStorage
+    from app.backup.storage.base import LocalStorage
 
     storage = LocalStorage(tmp_path)
     (tmp_path / "cyberquest_backup_20240101_000000.zip").write_bytes(b"taken")

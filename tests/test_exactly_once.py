@@ -26,7 +26,7 @@ RUNNER = """
 import json, sys, time
 from pathlib import Path
 from app import create_app
-from app.backup.scheduler import run_scheduled
+from app.backup.schedule.runner import run_scheduled
 
 # A script like this is a runner of its own (as cron is): no in-process scheduler beside it.
 app = create_app({"SCHEDULER_ENABLED": False})

@@ -4,8 +4,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from app.backup import health
-from app.backup.schedule import ScheduleSettings
+from app.backup.schedule import health
+from app.backup.schedule.settings import ScheduleSettings
 from app.extensions import db
 from app.models import BackupSchedule, ScheduledRun, utcnow
 from tests.conftest import login

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app.backup import jobs
+from app.backup.jobs import runner as jobs
 from app.backup.errors import BackupError, ConflictError
 from app.extensions import db
 from app.models import BackupJob, OperationLock

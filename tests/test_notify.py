@@ -4,9 +4,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from app.backup import notify
+from app.backup.schedule import notify
 from app.backup.errors import BackupError, ConflictError, StorageError
-from app.backup.schedule import ScheduleSettings
+from app.backup.schedule.settings import ScheduleSettings
 from tests.test_schedule_support import message_text
 
 SLOT = datetime(2026, 11, 26, 2, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from app.backup.pg_sender import MEMORY_BYTES, ConnectionHelper
+from app.backup.dialects.pg_sender import MEMORY_BYTES, ConnectionHelper
 
 pytestmark = pytest.mark.postgres
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from app.backup import format
+from app.backup.archive import format
 from app.backup.service import schema_revision
 from fixtures.archives import as_archive_rows, build_archive, expected_rows, legacy_archive, sample_tables, snapshot
 from fixtures.restoring import backup_names, create_backup

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.backup.errors import ArchiveError
-from app.backup.restore import TableCodec, _column_kind
+from app.backup.restore.engine import TableCodec, _column_kind
 from app.models import data_tables
 
 TABLES = {table.name: table for table in data_tables()}

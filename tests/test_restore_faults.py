@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from app.backup import format
+from app.backup.archive import format
 from app.backup.service import schema_revision
 from app.cli import create_account
 from app.extensions import db

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 import pytest
 import sqlalchemy as sa
 
-from app.backup import jobs
+from app.backup.jobs import runner as jobs
 from app.backup.service import BackupService
 from app.extensions import db
 from app.models import BackupJob, User

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from app.backup import format, jobs
+from app.backup.archive import format
+from app.backup.jobs import runner as jobs
 from app.backup.service import schema_revision
 from app.cli import create_account
 from app.extensions import db

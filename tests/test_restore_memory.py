@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.backup import format
+from app.backup.archive import format
 from app.backup.service import schema_revision
 from app.extensions import db
 from conftest import build_app

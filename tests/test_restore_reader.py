@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.backup import format
-from app.backup.reader import END, ROWS, TABLE, Archive, LayoutMismatch, Limits
+from app.backup.archive import format
+from app.backup.archive.reader import END, ROWS, TABLE, Archive, LayoutMismatch, Limits
 from app.backup.service import BackupService
 from fixtures.archives import build_archive, generated_tables, sample_tables
 

@@ -14,7 +14,7 @@ import zipfile
 import orjson
 import pytest
 
-from app.backup import format
+from app.backup.archive import format
 from app.backup.service import BackupService, schema_revision
 from app.extensions import db
 from app.models import ContactSubmission

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.backup.retention import BackupDescriptor, RetentionPolicy, plan_retention
+from app.backup.schedule.retention import BackupDescriptor, RetentionPolicy, plan_retention
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 

@@ -4,8 +4,9 @@ from datetime import timedelta
 import orjson
 from sqlalchemy import select
 
-from app.backup import jobs, retention
-from app.backup.schedule import load_settings
+from app.backup.jobs import runner as jobs
+from app.backup.schedule import retention
+from app.backup.schedule.settings import load_settings
 from app.extensions import db
 from app.models import AuditLog, utcnow
 from tests.test_schedule_support import backup_at, database_url, listed, save_schedule, sched_app  # noqa: F401

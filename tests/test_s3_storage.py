@@ -18,8 +18,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.awsrequest import AWSResponse
 
 from app.backup.errors import BackupNotFoundError, StorageError
-from app.backup.s3_storage import S3Storage, make_client, normalise_prefix
-from app.backup.storage import get_storage
+from app.backup.storage.s3 import S3Storage, make_client, normalise_prefix
+from app.backup.storage.base import get_storage
 from app.cli import create_account
 from app.extensions import db
 from app.models import User
@@ -228,7 +228,7 @@ def test_open_read_file_is_anonymous_and_gone_after_close(s3, storage):
 
 
 def test_reading_an_archives_metadata_fetches_only_its_directory_and_that_member(s3, storage, tmp_path):
-    from app.backup.archive import read_metadata
+    from app.backup.archive.writer import read_metadata
     from fixtures.archives import build_archive, generated_tables
 
     archive = build_archive(tmp_path / "big.zip", generated_tables(users=2_000, attempts=40_000), key=None)
@@ -357,7 +357,7 @@ def test_a_store_without_conditional_writes_falls_back_to_the_existence_check(s3
 
     client.meta.events.register("before-send.s3.PutObject", refuse_conditions)
     storage = S3Storage(BUCKET, PREFIX, s3.endpoint_url, client=client)
-    with caplog.at_level(logging.WARNING, logger="app.backup.s3_storage"):
+    with caplog.at_level(logging.WARNING, logger="app.backup.storage.s3"):
         assert [write(storage, b"1"), write(storage, b"2")] == ["a.zip", "a_2.zip"]
     assert "does not support conditional writes" in caplog.text
     assert object_bytes(s3, f"{PREFIX}/a.zip") == b"1"

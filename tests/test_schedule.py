@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.backup.schedule import (
+from app.backup.schedule.settings import (
     ScheduleSettings,
     ScheduleValidationError,
     apply_changes,

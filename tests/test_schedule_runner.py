@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from app.backup import jobs, scheduler
+from app.backup.jobs import runner as jobs
+from app.backup.schedule import runner as scheduler
 from app.backup.service import BackupService
 from app.extensions import db
 from app.models import AuditLog, BackupRecord, ScheduledRun, data_tables, utcnow
@@ -103,7 +104,7 @@ def test_storage_failure_is_recorded_and_mailed_with_what_to_check(tmp_path, dat
     assert f"that the backup directory {not_a_directory} exists and the app may write to it" in text
     # the health endpoint's view of it
     with app.app_context():
-        from app.backup import health
+        from app.backup.schedule import health
 
         assert health.assess().status == "failing"
     with app.app_context():

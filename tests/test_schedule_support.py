@@ -10,8 +10,8 @@ from datetime import datetime
 import pytest
 from sqlalchemy import update
 
-from app.backup import archive
-from app.backup.schedule import ScheduleSettings, load_settings, update_settings
+from app.backup.archive import writer as archive
+from app.backup.schedule.settings import ScheduleSettings, load_settings, update_settings
 from app.backup.service import BackupService, backup_name_candidates, snapshot_connection
 from app.extensions import db
 from app.models import BackupSchedule, data_tables, utcnow

@@ -10,7 +10,7 @@ import click
 import pytest
 from sqlalchemy import select
 
-from app.backup import scheduler
+from app.backup.schedule import runner as scheduler
 from app.extensions import db
 from app.models import ScheduledRun, utcnow
 from tests.conftest import build_app, free_port

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from app.backup import format
+from app.backup.archive import format
 from app.backup.errors import ArchiveError, RestoreError
-from app.backup.reader import Archive, Limits
-from app.backup.restore import RestoreOptions, restore_archive
-from app.backup.sqlite_worker import SQLiteWorker, WorkerDied
+from app.backup.archive.reader import Archive, Limits
+from app.backup.restore.engine import RestoreOptions, restore_archive
+from app.backup.dialects.sqlite_worker import SQLiteWorker, WorkerDied
 from app.extensions import db
 from fixtures.archives import as_archive_rows, build_archive, expected_rows, generated_tables, sample_tables
 
@@ -159,7 +159,7 @@ def test_a_killed_worker_fails_the_next_call_and_changes_nothing(tmp_path):
 PARENT = """
 import sys
 sys.path.insert(0, {root!r})
-from app.backup.sqlite_worker import SQLiteWorker
+from app.backup.dialects.sqlite_worker import SQLiteWorker
 worker = SQLiteWorker({path!r})
 cursor = worker.cursor()
 cursor.execute("BEGIN IMMEDIATE")

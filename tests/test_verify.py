@@ -6,7 +6,7 @@ import shutil
 import orjson
 import pytest
 
-from app.backup import format
+from app.backup.archive import format
 from app.backup.service import schema_revision
 from app.extensions import db
 from app.models import BackupJob

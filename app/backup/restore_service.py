@@ -24,11 +24,13 @@ import orjson
 from flask import current_app
 
 from ..extensions import db
-from ..models import AuditLog
-from . import format, jobs
+from . import audit
+from .archive import format
+from .jobs import runner as jobs
 from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
-from .reader import Archive, Limits, human_size
-from .restore import RestoreOptions, check_archive_against_schema, restore_archive
+from .archive.reader import Archive, Limits
+from .units import human_size
+from .restore.engine import RestoreOptions, check_archive_against_schema, restore_archive
 from .service import BackupService
 
 log = logging.getLogger(__name__)
@@ -228,11 +230,9 @@ def _discard_safety_backup(service: BackupService, filename: str) -> None:
 def _audit(actor: str | None, source: ArchiveSource, options: RestoreOptions, result: dict) -> None:
     try:
         db.session.rollback()
-        db.session.add(AuditLog(actor=actor or "cli", action="backup.restore", target=source.label,
-                                details=orjson.dumps({"mode": options.mode, "tables": result["tables"],
-                                                      "on_conflict": options.on_conflict,
-                                                      "safety_backup": result["safety_backup"]}).decode()))
-        db.session.commit()
+        audit.record(actor or "cli", "backup.restore", source.label,
+                     {"mode": options.mode, "tables": result["tables"], "on_conflict": options.on_conflict,
+                      "safety_backup": result["safety_backup"]})
     except Exception:  # the restore is committed; a missing audit line must not turn it into a failure
         db.session.rollback()
         log.warning("could not write the audit entry of a restore", exc_info=True)

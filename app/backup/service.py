@@ -26,10 +26,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
 from ..models import BackupJob, BackupRecord, data_tables, utcnow
-from . import archive, format, jobs
+from .archive import writer as archive, format
+from .jobs import runner as jobs
 from .errors import BackupError, BackupNotFoundError, BadRequestError
 from .malloc_tuning import keep_freed_buffers
-from .storage import Storage, StoredFile, get_storage
+from .storage.base import Storage, StoredFile, get_storage
 
 log = logging.getLogger(__name__)
 

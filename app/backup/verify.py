@@ -18,9 +18,9 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import data_tables, utcnow
-from . import jobs
+from .jobs import runner as jobs
 from .errors import BackupError
-from .restore import RestoreOptions, check_archive_against_schema, restore_archive
+from .restore.engine import RestoreOptions, check_archive_against_schema, restore_archive
 from .restore_service import ArchiveSource, known_revisions, listed_source, open_archive
 from .service import BackupService
 

@@ -23,14 +23,14 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-import orjson
 from flask import current_app
 
-from ..extensions import db
-from ..models import AuditLog, BackupRecord
-from . import jobs
-from .errors import BackupNotFoundError
-from .service import BackupService
+from ...extensions import db
+from ...models import BackupRecord
+from .. import audit
+from ..jobs import runner as jobs
+from ..errors import BackupNotFoundError
+from ..service import BackupService
 
 
 @dataclass(frozen=True)
@@ -240,11 +240,10 @@ def prune(policy: RetentionPolicy, now: datetime, *, dry_run: bool, actor: str |
                 continue  # already gone (another prune, or an admin)
             deleted.append(filename)
             backup = backups[filename]
-            db.session.add(AuditLog(actor=actor, action="backup.prune", target=filename, details=orjson.dumps({
+            audit.record(actor, "backup.prune", filename, {
                 "reason": "kept by none of the retention rules", "policy": policy.describe(),
                 "created_at": backup["created_at"], "trigger": backup["trigger"], "verified": backup["verified"],
-            }).decode()))
-            db.session.commit()
+            })
     finally:
         jobs.release_exclusive(lock_id)
     return PruneResult(False, deleted, plan.keep, policy)

@@ -15,15 +15,15 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, timezone
 
-import orjson
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..extensions import db
-from ..models import AuditLog, BackupSchedule
-from .errors import BadRequestError
+from ...extensions import db
+from ...models import BackupSchedule
+from .. import audit
+from ..errors import BadRequestError
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 NOTIFY_ON = ("failure", "always", "never")
@@ -375,9 +375,7 @@ def update_settings(fields: dict, now: datetime, actor: str | None = None) -> Sc
     before = load_settings()
     saved = save_settings(apply_changes(before, fields, now))
     changed = {name: getattr(saved, name) for name in EDITABLE_FIELDS if getattr(saved, name) != getattr(before, name)}
-    db.session.add(AuditLog(actor=actor, action="backup.schedule_saved", target="backup_schedule",
-                            details=orjson.dumps(changed).decode()))
-    db.session.commit()
+    audit.record(actor, "backup.schedule_saved", "backup_schedule", changed)
     return saved
 
 

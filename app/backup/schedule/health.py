@@ -19,13 +19,13 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from ..extensions import db
-from ..models import BackupRecord, ScheduledRun, utcnow
+from ...extensions import db
+from ...models import BackupRecord, ScheduledRun, utcnow
 from . import notify
-from .errors import BackupError
+from ..errors import BackupError
 from .retention import BackupDescriptor
-from .schedule import ScheduleSettings, claim_missed_alert, load_settings, next_run_at
-from .service import BackupService
+from .settings import ScheduleSettings, claim_missed_alert, load_settings, next_run_at
+from ..service import BackupService
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from sqlalchemy import (Boolean, DateTime, Enum, Integer, String, Table, TypeDec
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from ..models import UTCDateTime
+from ...models import UTCDateTime
 
 try:  # zlib-ng: the same deflate format, 2-3x faster at the same ratio
     from zlib_ng import zlib_ng as deflate_impl
@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover - the stdlib zlib is the fallback
     deflate_impl = zlib
 
 from . import format
-from .errors import ArchiveError
+from ..errors import ArchiveError
 
 ProgressCallback = Callable[[float, str], None]
 

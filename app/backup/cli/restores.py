@@ -9,10 +9,10 @@ import sys
 import click
 import orjson
 
-from .errors import BackupError
-from .restore import CONFLICT_POLICIES, MODES, RestoreOptions, parse_tables
-from .restore_service import cli_source, start_restore
-from .verify import verify_source
+from ..errors import BackupError
+from ..restore.engine import CONFLICT_POLICIES, MODES, RestoreOptions, parse_tables
+from ..restore_service import cli_source, start_restore
+from ..verify import verify_source
 
 
 def _progress_printer(enabled: bool):

@@ -47,8 +47,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from .errors import BackupError, BackupNotFoundError, StorageError
-from .storage import PendingFile, Storage, StoredFile, _is_plain_name
+from ..errors import BackupError, BackupNotFoundError, StorageError
+from .base import PendingFile, Storage, StoredFile, _is_plain_name
 
 log = logging.getLogger(__name__)
 

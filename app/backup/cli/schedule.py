@@ -7,10 +7,10 @@ from __future__ import annotations
 import click
 import orjson
 
-from ..models import utcnow
-from . import health, retention, scheduler
-from .errors import BackupError
-from .schedule import load_settings
+from ...models import utcnow
+from ..schedule import health, retention, runner as scheduler
+from ..errors import BackupError
+from ..schedule.settings import load_settings
 
 
 def _echo_json(data: dict) -> None:

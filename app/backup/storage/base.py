@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .errors import BackupNotFoundError, StorageError
+from ..errors import BackupNotFoundError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ def get_storage(app) -> Storage:
     if kind == "local":
         return LocalStorage(app.config["BACKUP_DIRECTORY"])
     if kind == "s3":
-        from .s3_storage import S3Storage  # boto3 is imported only by apps that use S3
+        from .s3 import S3Storage  # boto3 is imported only by apps that use S3
 
         return S3Storage(app.config.get("BACKUP_S3_BUCKET"), app.config.get("BACKUP_S3_PREFIX"),
                          app.config.get("BACKUP_S3_ENDPOINT_URL"))

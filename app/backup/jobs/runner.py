@@ -22,9 +22,9 @@ from flask import current_app
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..extensions import db
-from ..models import BackupJob, OperationLock, utcnow
-from .errors import BackupError, ConflictError
+from ...extensions import db
+from ...models import BackupJob, OperationLock, utcnow
+from ..errors import BackupError, ConflictError
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,8 @@ except ImportError:  # pragma: no cover - the stdlib zlib is the fallback
     inflate_impl = zlib
 
 from . import format
-from .errors import ArchiveError, BackupError, TooLargeError
+from ..errors import ArchiveError, BackupError, TooLargeError
+from ..units import human_size
 
 TABLE, ROWS, END = "table", "rows", "end"
 # Rows a consumer's decoder already checked and converted to value tuples (see ``events``).
@@ -90,16 +91,6 @@ class Limits:
                                or max(max_size * DEFAULT_DECOMPRESSED_FACTOR, 64 * 1024 * 1024))
         max_ratio = float(config.get("BACKUP_MAX_COMPRESSION_RATIO") or DEFAULT_MAX_RATIO)
         return cls(max_size, max_decompressed, max_ratio)
-
-
-def human_size(size: int) -> str:
-    """``512 MB``-style size for messages."""
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}".replace(".0 ", " ")
-        value /= 1024
-    return f"{size} bytes"
 
 
 class _MemberStream:

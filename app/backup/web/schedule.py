@@ -6,12 +6,12 @@
 """
 from flask import Blueprint, jsonify, render_template, url_for
 
-from ..models import utcnow
-from ..security import admin_required, wants_json
-from . import health, retention, scheduler
-from .errors import ConflictError
+from ...models import utcnow
+from ...security import admin_required, wants_json
+from ..schedule import health, retention, runner as scheduler
+from ..errors import ConflictError
 from .http import actor_name, done, request_fields
-from .schedule import WEEKDAY_NAMES, ScheduleValidationError, load_settings, update_settings
+from ..schedule.settings import WEEKDAY_NAMES, ScheduleValidationError, load_settings, update_settings
 
 bp = Blueprint("schedule", __name__)
 

@@ -6,11 +6,13 @@ turned into a status and a message by ``app.errors``.
 """
 from flask import Blueprint, abort, jsonify, render_template, request, send_file, url_for
 
-from ..security import admin_required, wants_json
+from ...security import admin_required, wants_json
 from .http import actor_name, done, flag, request_fields
-from .service import BackupService
+from ..service import BackupService
+from ..units import human_size
 
 bp = Blueprint("backup", __name__)
+bp.add_app_template_filter(human_size)
 
 
 @bp.route("/system-backup")

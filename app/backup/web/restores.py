@@ -9,13 +9,14 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, request, url_for
 from flask_login import current_user, logout_user
 
-from ..security import admin_required, bearer_token, verify_password, wants_json
-from .errors import BadRequestError, TooLargeError
+from ...security import admin_required, bearer_token, verify_password, wants_json
+from ..errors import BadRequestError, TooLargeError
 from .http import actor_name, done, flag, request_fields
-from .reader import Limits, human_size
-from .restore import RestoreOptions, parse_tables
-from .restore_service import listed_source, session_still_valid, start_restore, upload_source
-from .verify import verify_listed_backup
+from ..archive.reader import Limits
+from ..units import human_size
+from ..restore.engine import RestoreOptions, parse_tables
+from ..restore_service import listed_source, session_still_valid, start_restore, upload_source
+from ..verify import verify_listed_backup
 
 bp = Blueprint("restore", __name__)
 

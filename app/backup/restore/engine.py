@@ -41,12 +41,12 @@ from psycopg import Copy
 from sqlalchemy import types
 from sqlalchemy.engine import Engine
 
-from ..models import ApiToken, AuditLog, data_tables
-from .errors import ArchiveError, BackupError, BadRequestError, RestoreError
-from .malloc_tuning import give_back_freed_memory, keep_freed_buffers
-from .pg_sender import ConnectionHelper, ErrorExplainer
-from .reader import END, ROWS, TABLE, VALUES, Archive, LayoutMismatch
-from .sqlite_worker import SQLiteWorker
+from ...models import ApiToken, AuditLog, data_tables
+from ..errors import ArchiveError, BackupError, BadRequestError, RestoreError
+from ..malloc_tuning import give_back_freed_memory, keep_freed_buffers
+from ..dialects.pg_sender import ConnectionHelper, ErrorExplainer
+from ..archive.reader import END, ROWS, TABLE, VALUES, Archive, LayoutMismatch
+from ..dialects.sqlite_worker import SQLiteWorker
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,14 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ..extensions import db
-from ..models import AuditLog, ScheduledRun, utcnow
-from . import health, jobs, notify, retention
-from .errors import BackupError, ConflictError
-from .schedule import ScheduleSettings, due_slot, load_settings, next_run_at
-from .service import BackupService
+from ...extensions import db
+from ...models import ScheduledRun, utcnow
+from .. import audit
+from . import health, notify, retention
+from ..jobs import runner as jobs
+from ..errors import BackupError, ConflictError
+from .settings import ScheduleSettings, due_slot, load_settings, next_run_at
+from ..service import BackupService
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +125,7 @@ def _finish_run(slot: datetime, status: str, **values) -> None:
 
 
 def _audit(action: str, target: str | None, details: dict) -> None:
-    db.session.add(AuditLog(actor=ACTOR, action=action, target=target,
-                            details=orjson.dumps(details, default=str).decode()))
-    db.session.commit()
+    audit.record(ACTOR, action, target, details)
 
 
 def fail_interrupted_runs(settings: ScheduleSettings, now: datetime) -> int:
@@ -162,7 +162,7 @@ def verify_new_backup(filename: str) -> dict:
 
     Returns the verification (``ok``, ``error``, details); never raises for a bad archive.
     """
-    from .verify import verify_listed_backup  # imported late: verify pulls in the whole restore engine
+    from ..verify import verify_listed_backup  # imported late: verify pulls in the whole restore engine
 
     return verify_listed_backup(filename, actor=None)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import flash, jsonify, redirect, request
 from flask_login import current_user
 
-from .errors import BadRequestError
+from ..errors import BadRequestError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

@@ -62,7 +62,7 @@ class SQLiteWorker:
         return os.path.basename(sys.executable or "").startswith("python")
 
     def __init__(self, database: str):
-        from .malloc_tuning import environment  # imported here: the child's program imports only the stdlib
+        from ..malloc_tuning import environment  # imported here: the child's program imports only the stdlib
 
         self._process = subprocess.Popen(
             [sys.executable, "-I", "-S", os.path.abspath(__file__), database],

@@ -8,18 +8,12 @@ import click
 import orjson
 from flask.cli import AppGroup
 
-from .errors import BackupError
-from .service import BackupService
+from ..errors import BackupError
+from ..service import BackupService
+from ..units import human_size
 
 backup_cli = AppGroup("backup", help="Create, list, verify, restore and prune backups.")
 
-
-def _human_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
 
 
 @backup_cli.command("create")
@@ -50,7 +44,7 @@ def list_command(as_json):
         flags = ",".join(name for name, on in (("pinned", b["pinned"]), ("unsigned", not b["signed"]),
                                               ("verified", b["verified"] is True),
                                               ("FAILED-VERIFY", b["verified"] is False)) if on)
-        click.echo(f"{b['filename']}  {b['created_at']}  {_human_size(b['size_bytes']):>9}  "
+        click.echo(f"{b['filename']}  {b['created_at']}  {human_size(b['size_bytes']):>9}  "
                    f"{b['total_records']:>9} records  {b['trigger'] or '-':<11} {flags}".rstrip())
 
 

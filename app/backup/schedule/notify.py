@@ -15,9 +15,10 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..mail import MailError, send_mail
-from .errors import ArchiveError, ConflictError, StorageError
-from .schedule import ScheduleSettings
+from ...mail import MailError, send_mail
+from ..errors import ArchiveError, ConflictError, StorageError
+from ..units import human_size
+from .settings import ScheduleSettings
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +113,11 @@ def _render(template: str, **context) -> str:
     return current_app.jinja_env.get_template(f"email/{template}").render(**context)
 
 
-def _human_size(size: int | None) -> str:
-    if size is None:
-        return "unknown"
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
-
 
 def compose_run_mail(settings: ScheduleSettings, report: RunReport) -> tuple[str, str]:
     """Subject and plain-text body reporting ``report``; needs no database."""
     context = {"report": report, "schedule": settings.describe(), "host": socket.gethostname(),
-               "size": _human_size((report.backup or {}).get("size_bytes"))}
+               "size": human_size((report.backup or {}).get("size_bytes"))}
     if report.succeeded:
         filename = (report.backup or {}).get("filename", "?")
         return (f"{SUBJECT_PREFIX} Scheduled backup succeeded: {filename}",

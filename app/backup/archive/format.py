@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import orjson
 
-from .errors import ArchiveError
+from ..errors import ArchiveError
 
 FORMAT_VERSION = 1
 APP_NAME = "CyberQuest"
