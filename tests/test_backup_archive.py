@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.backup.archive import deflate
 from app.backup.archive import writer as archive, format
 from app.backup.archive.writer import restore_order
 from app.backup.service import BackupService, app_info, backup_name_candidates, snapshot_connection
@@ -274,7 +275,7 @@ def test_timestamps_stored_in_another_shape_take_the_exact_path(fidelity_app):
 def test_parallel_deflate_makes_one_ordinary_deflate_stream(pieces, chunk_size, workers):
     import zlib
 
-    deflater = archive.ParallelDeflater(workers=workers, chunk_size=chunk_size)
+    deflater = deflate.ParallelDeflater(workers=workers, chunk_size=chunk_size)
     stream = b"".join(deflater.compress(piece) for piece in pieces) + deflater.flush()
     inflater = zlib.decompressobj(-15)
     assert inflater.decompress(stream) + inflater.flush() == b"".join(pieces)
@@ -296,7 +297,7 @@ def test_a_data_member_of_many_deflate_chunks_reads_back(fidelity_app):
             archive.write_archive(out, conn, data_tables(), created_at=datetime.now(timezone.utc), created_by=None,
                                   trigger="cli", schema_revision="x", app_info=app_info("sqlite"), signing_key=b"k")
     data = archive_members(out.getvalue())[format.DATA_MEMBER]  # zipfile checks the CRC
-    assert len(data) > 3 * archive.DEFLATE_CHUNK
+    assert len(data) > 3 * deflate.DEFLATE_CHUNK
     assert [row["id"] for row in orjson.loads(data)["users"]] == list(range(1, 20_001))
 
 

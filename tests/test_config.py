@@ -100,7 +100,7 @@ def test_flask_refuses_to_start_with_a_bad_value_and_says_which(tmp_path):
 
 
 def test_archive_reading_limits_and_the_upload_directory_come_from_the_environment(tmp_path):
-    from app.backup.archive.reader import Limits
+    from app.backup.archive.limits import Limits
 
     config = settings(MAX_BACKUP_SIZE="10MB", BACKUP_MAX_DECOMPRESSED_SIZE="40MB", BACKUP_MAX_COMPRESSION_RATIO="20",
                       BACKUP_UPLOAD_DIRECTORY=str(tmp_path / "uploads"))

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 
 from app.backup.archive import format
-from app.backup.archive.reader import END, ROWS, TABLE, Archive, LayoutMismatch, Limits
+from app.backup.archive.layout import END, ROWS, TABLE, LayoutMismatch
+from app.backup.archive.limits import Limits
+from app.backup.archive.reader import Archive
 from app.backup.service import BackupService
 from fixtures.archives import build_archive, generated_tables, sample_tables
 

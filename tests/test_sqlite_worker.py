@@ -17,7 +17,8 @@ import pytest
 
 from app.backup.archive import format
 from app.backup.errors import ArchiveError, RestoreError
-from app.backup.archive.reader import Archive, Limits
+from app.backup.archive.limits import Limits
+from app.backup.archive.reader import Archive
 from app.backup.restore.engine import RestoreOptions, restore_archive
 from app.backup.dialects.sqlite_worker import SQLiteWorker, WorkerDied
 from app.extensions import db

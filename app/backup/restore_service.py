@@ -28,7 +28,8 @@ from . import audit
 from .archive import format
 from .jobs import runner as jobs
 from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
-from .archive.reader import Archive, Limits
+from .archive.limits import Limits
+from .archive.reader import Archive
 from .units import human_size
 from .restore.engine import RestoreOptions, check_archive_against_schema, restore_archive
 from .service import BackupService

@@ -4,263 +4,32 @@
 the file's size, the ZIP's members and their names, the declared sizes and
 compression ratios, the metadata (format version, checksums, signature) and the
 small ``app_info.json`` member. ``Archive.events`` then streams
-``database_backup.json`` as ``(kind, value)`` events while enforcing the
-decompression limits, hashing what it decompresses and, once the member ends,
-comparing the hash and the row counts with the metadata.
-
-Two parsers produce the same events. The fast one reads the one-row-per-line
-layout that ``archive.write_archive`` produces and hands each run of row lines
-(about a megabyte) to one orjson call; on anything else it raises
-``LayoutMismatch`` and the caller starts again with the general one, an ijson
-event stream that accepts any valid JSON layout (key order, whitespace and line
-breaks anywhere, like the original CyberQuest's ``json.dumps(indent=2)``).
-Memory is bounded either way: a few megabytes of text and the rows parsed from it.
-Reading, inflating and hashing run on a helper thread (``_Prefetch``).
+``database_backup.json`` as ``(kind, value)`` events (see ``layout``) while the
+``inflater`` enforces the decompression limits and hashes what it decompresses;
+once the member ends, the hash and the row counts are compared with the metadata.
+Reading, inflating and hashing run on a helper thread (``pipeline.Handoff``).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
-import queue
 import re
-import struct
-import threading
 import zipfile
-import zlib
-from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
-
-import ijson
-import orjson
-
-try:  # zlib-ng inflates the same deflate streams about twice as fast, and CRCs them 5x as fast
-    from zlib_ng import zlib_ng as inflate_impl
-except ImportError:  # pragma: no cover - the stdlib zlib is the fallback
-    inflate_impl = zlib
+from typing import BinaryIO, Iterator
 
 from . import format
 from ..errors import ArchiveError, BackupError, TooLargeError
 from ..units import human_size
-
-TABLE, ROWS, END = "table", "rows", "end"
-# Rows a consumer's decoder already checked and converted to value tuples (see ``events``).
-VALUES = "values"
-# Rows are handed over in lists of up to this many, to keep per-row overhead low.
-ROWS_PER_EVENT = 1000
-
-# ``decode(table, json_array_bytes)``: value tuples, or None to have the rows parsed as dicts.
-RowsDecoder = Callable[[str, bytes], "list | None"]
+from .inflater import MemberInflater
+from .layout import ROWS, TABLE, VALUES, LayoutMismatch, RowsDecoder, fast_events, json_events
+from .limits import Limits
+from .pipeline import Handoff
 
 # Original CyberQuest archives carry "version" instead of "format_version".
 LEGACY_VERSIONS = ("1.0", "2.0")
 SMALL_MEMBER_MAX = 1024 * 1024
-READ_CHUNK = 256 * 1024
-INFLATE_CHUNK = 1024 * 1024
-# Below this many output bytes the ratio is not judged: tiny members compress oddly.
-RATIO_GRACE_BYTES = 1024 * 1024
-MAX_LINE_BYTES = 16 * 1024 * 1024
-DEFAULT_MAX_RATIO = 100
-DEFAULT_DECOMPRESSED_FACTOR = 16
 _CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
-_LOCAL_HEADER_MAGIC = b"PK\x03\x04"
-
-
-class LayoutMismatch(Exception):
-    """The data member is not in the one-row-per-line layout; parse it again with ijson."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How large an archive may be, and how far it may decompress."""
-
-    max_size: int
-    max_decompressed: int
-    max_ratio: float
-
-    @classmethod
-    def from_config(cls, config) -> "Limits":
-        """``MAX_BACKUP_SIZE``, plus ``BACKUP_MAX_DECOMPRESSED_SIZE`` and ``BACKUP_MAX_COMPRESSION_RATIO``.
-
-        By default an archive may decompress to 16 times ``MAX_BACKUP_SIZE`` at a
-        ratio of at most 100:1 (JSON rows deflate about 5:1; bombs reach 1000:1).
-        """
-        max_size = int(config.get("MAX_BACKUP_SIZE") or 512 * 1024 * 1024)
-        max_decompressed = int(config.get("BACKUP_MAX_DECOMPRESSED_SIZE")
-                               or max(max_size * DEFAULT_DECOMPRESSED_FACTOR, 64 * 1024 * 1024))
-        max_ratio = float(config.get("BACKUP_MAX_COMPRESSION_RATIO") or DEFAULT_MAX_RATIO)
-        return cls(max_size, max_decompressed, max_ratio)
-
-
-class _MemberStream:
-    """Inflates one member straight from the archive file, enforcing the limits while it goes.
-
-    zipfile's own reader cannot say how many compressed bytes it consumed, and
-    the ratio must be judged on those, so the member is inflated here. The sizes
-    and CRC come from the central directory and are checked at the end.
-    """
-
-    def __init__(self, fh: BinaryIO, info: zipfile.ZipInfo, limits: Limits, *, digest: bool):
-        self.fh = fh
-        self.info = info
-        self.limits = limits
-        self.hasher = hashlib.sha256() if digest else None
-        self.consumed = 0
-        self.produced = 0
-        self.crc = 0
-        self.finished = False
-        self._data_offset = self._find_data(fh, info)
-        self._position = self._data_offset
-        self._pending = b""
-        if info.compress_type == zipfile.ZIP_DEFLATED:
-            self._inflater = inflate_impl.decompressobj(-15)
-        else:
-            self._inflater = None
-
-    @staticmethod
-    def _find_data(fh: BinaryIO, info: zipfile.ZipInfo) -> int:
-        fh.seek(info.header_offset)
-        header = fh.read(_LOCAL_HEADER.size)
-        if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_HEADER_MAGIC:
-            raise ArchiveError(f"The ZIP entry for {info.filename} is damaged (no local header).")
-        fields = _LOCAL_HEADER.unpack(header)
-        name_length, extra_length = fields[10], fields[11]
-        local_name = fh.read(name_length)
-        if local_name.decode("utf-8", "replace") != info.filename and \
-                local_name.decode("cp437", "replace") != info.filename:
-            raise ArchiveError(f"The ZIP entry for {info.filename} is damaged (its local name differs).")
-        return info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
-
-    @property
-    def fraction(self) -> float:
-        """How much of the member has been read (0..1), for progress."""
-        return min(1.0, self.consumed / self.info.compress_size) if self.info.compress_size else 1.0
-
-    def _account(self, data: bytes) -> None:
-        self.produced += len(data)
-        name = self.info.filename
-        if self.produced > self.limits.max_decompressed:
-            raise TooLargeError(f"{name} decompresses past the limit of {human_size(self.limits.max_decompressed)}.")
-        if self.produced > RATIO_GRACE_BYTES and self.produced > self.limits.max_ratio * max(self.consumed, 1):
-            raise TooLargeError(f"{name} decompresses at more than {self.limits.max_ratio:.0f}:1, "
-                                "which looks like a zip bomb; it was not unpacked.")
-        if self.produced > self.info.file_size:
-            raise ArchiveError(f"{name} decompresses to more than the size its ZIP entry declares; "
-                               "the archive is damaged or forged.")
-        self.crc = inflate_impl.crc32(data, self.crc)
-        if self.hasher is not None:
-            self.hasher.update(data)
-
-    def chunks(self) -> Iterator[bytes]:
-        """The decompressed bytes, chunk by chunk; checks size and CRC at the end.
-
-        Calling it again continues where the last call stopped (see ``drain``).
-        """
-        inflater = self._inflater
-        while not self.finished:
-            if inflater is not None and self._pending:
-                data = self._pending
-                try:
-                    out = inflater.decompress(data, INFLATE_CHUNK)
-                except (zlib.error, inflate_impl.error) as exc:
-                    raise ArchiveError(f"{self.info.filename} is not valid deflate data ({exc}).") from exc
-                self._pending = inflater.unconsumed_tail
-                self.consumed += len(data) - len(self._pending)
-                if out:
-                    self._account(out)
-                    yield out
-                if inflater.eof:
-                    self._finish()
-                continue
-            remaining = self.info.compress_size - (self._position - self._data_offset)
-            if remaining <= 0:
-                if inflater is not None:
-                    out = inflater.decompress(b"", INFLATE_CHUNK)
-                    if out:
-                        self._account(out)
-                        yield out
-                        continue
-                    if not inflater.eof:
-                        raise ArchiveError(f"{self.info.filename} is truncated (its deflate stream does not end).")
-                self._finish()
-                continue
-            self.fh.seek(self._position)
-            raw = self.fh.read(min(READ_CHUNK, remaining))
-            if not raw:
-                raise ArchiveError(f"The archive ends inside {self.info.filename}; it is truncated.")
-            self._position += len(raw)
-            if inflater is None:
-                self.consumed += len(raw)
-                self._account(raw)
-                yield raw
-            else:
-                self._pending = raw
-
-    def _finish(self) -> None:
-        if self.produced != self.info.file_size or (self.crc & 0xFFFFFFFF) != self.info.CRC:
-            raise ArchiveError(f"{self.info.filename} is damaged (its size or CRC does not match the ZIP entry).")
-        self.finished = True
-
-    def read_all(self) -> bytes:
-        return b"".join(self.chunks())
-
-    def drain(self) -> None:
-        """Read the rest of the member (limits still apply), so the hash covers all of it."""
-        for _ in self.chunks():
-            pass
-
-    def hexdigest(self) -> str:
-        return self.hasher.hexdigest() if self.hasher is not None else ""
-
-
-class _Prefetch:
-    """Runs a chunk iterator on a helper thread, a few chunks ahead of its consumer.
-
-    Reading, inflating, CRC and SHA-256 release the GIL, so they proceed on the
-    second core while the consumer parses and writes rows. Errors are re-raised in
-    the consumer. ``close`` stops the helper between two chunks, so the stream it
-    read stays consistent (every chunk it produced was hashed exactly once).
-    """
-
-    _END = object()
-
-    def __init__(self, chunks: Iterator[bytes], depth: int = 4):
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(chunks,), name="restore-read", daemon=True)
-        self._thread.start()
-
-    def _offer(self, item) -> bool:
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, chunks: Iterator[bytes]) -> None:
-        try:
-            for chunk in chunks:
-                if not self._offer(chunk):
-                    return
-            self._offer(self._END)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            self._offer(exc)
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._thread.join()
 
 
 class Archive:
@@ -278,8 +47,8 @@ class Archive:
         self.limits = limits
         self.label = label
         self._owns_file = owns_file
-        self._data_stream: _MemberStream | None = None
-        self._prefetch: _Prefetch | None = None
+        self._data_stream: MemberInflater | None = None
+        self._prefetch: Handoff | None = None
         try:
             self._check(signing_key, trust_unsigned)
         except BaseException:
@@ -325,8 +94,8 @@ class Archive:
                                 f"({human_size(self.limits.max_size)}).")
         self.members = self._check_members()
         self.metadata = self._read_json_member(format.METADATA_MEMBER)
-        app_info_bytes = _MemberStream(self.fh, self.members[format.APP_INFO_MEMBER], self.limits,
-                                       digest=False).read_all() if self._small(format.APP_INFO_MEMBER) else b""
+        app_info_bytes = MemberInflater(self.fh, self.members[format.APP_INFO_MEMBER], self.limits,
+                                         digest=False).read_all() if self._small(format.APP_INFO_MEMBER) else b""
         self.app_info = format.parse_json_object(format.APP_INFO_MEMBER, app_info_bytes)
         self._check_metadata(app_info_bytes)
         self._check_signature(signing_key, trust_unsigned)
@@ -367,8 +136,7 @@ class Archive:
             if info.file_size > self.limits.max_decompressed:
                 raise TooLargeError(f"{info.filename} would decompress to {human_size(info.file_size)}, past the "
                                     f"limit of {human_size(self.limits.max_decompressed)}.")
-            if info.file_size > RATIO_GRACE_BYTES and \
-                    info.file_size > self.limits.max_ratio * max(info.compress_size, 1):
+            if self.limits.ratio_exceeded(info.file_size, info.compress_size):
                 raise TooLargeError(f"{info.filename} declares a compression ratio above "
                                     f"{self.limits.max_ratio:.0f}:1, which looks like a zip bomb.")
             if info.header_offset + info.compress_size > self.size:
@@ -382,7 +150,7 @@ class Archive:
 
     def _read_json_member(self, name: str) -> dict:
         self._small(name)
-        raw = _MemberStream(self.fh, self.members[name], self.limits, digest=False).read_all()
+        raw = MemberInflater(self.fh, self.members[name], self.limits, digest=False).read_all()
         return format.parse_json_object(name, raw)
 
     def _check_metadata(self, app_info_bytes: bytes) -> None:
@@ -484,11 +252,11 @@ class Archive:
         returns None the rows are parsed here and yielded as ``ROWS`` as usual.
         """
         self._stop_prefetch()
-        stream = _MemberStream(self.fh, self.members[format.DATA_MEMBER], self.limits, digest=True)
+        stream = MemberInflater(self.fh, self.members[format.DATA_MEMBER], self.limits, digest=True)
         self._data_stream = stream
-        self._prefetch = _Prefetch(stream.chunks())
+        self._prefetch = Handoff.reading_ahead(stream.chunks(), name="restore-read")
         try:
-            parser = _fast_events(self._prefetch, decode) if fast else _json_events(self._prefetch)
+            parser = fast_events(self._prefetch, decode) if fast else json_events(self._prefetch)
             yield from self._counted(parser, stream)
         finally:
             self._stop_prefetch()
@@ -498,7 +266,7 @@ class Archive:
             self._prefetch.close()
             self._prefetch = None
 
-    def _counted(self, parser, stream: _MemberStream) -> Iterator[tuple[str, object]]:
+    def _counted(self, parser, stream: MemberInflater) -> Iterator[tuple[str, object]]:
         counts: dict[str, int] = {}
         current = None
         for kind, value in parser:
@@ -532,7 +300,7 @@ class Archive:
         except LayoutMismatch:
             return [value for kind, value in self.events(fast=False) if kind is TABLE]
 
-    def _verify_checksum(self, stream: _MemberStream) -> None:
+    def _verify_checksum(self, stream: MemberInflater) -> None:
         if self.checksums is None:
             return
         actual = "sha256:" + stream.hexdigest()
@@ -560,203 +328,3 @@ class Archive:
         except BackupError as deeper:
             return deeper
         return error
-
-
-# --- The fast parser: one row per line -------------------------------------------------
-
-_TOKEN = re.compile(rb'\s*(?:([{}\[\],:])|("(?:[^"\\\x00-\x1f]|\\.)*"))')
-# States of the line parser.
-_DOC, _KEY_OR_CLOSE, _KEY, _COLON, _OPEN, _ROW_OR_END, _ROW, _AFTER_ROW, _AFTER_TABLE, _DONE = range(10)
-
-
-def _fast_events(chunks: Iterator[bytes], decode: RowsDecoder | None = None) -> Iterator[tuple[str, object]]:
-    """Events from the writer's layout: runs of row lines are parsed by one call each (``decode`` or orjson).
-
-    JSON strings cannot hold a raw newline, so a line starting with ``]`` can only
-    close the table's list (or a nested list, which then fails to parse and sends
-    the member to the general parser).
-    """
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
-    state = _DOC
-    name = None
-    buffer = b""
-    chunks = iter(chunks)
-    at_end = False
-    while True:
-        if state in (_ROW_OR_END, _ROW, _AFTER_ROW) and buffer[:1] != b"]":
-            # Up to the line closing the table, else up to the last whole line.
-            end = _table_end(buffer)
-            region, buffer = _cut(buffer, end if end >= 0 else buffer.rfind(b"\n"), at_end)
-            if region is not None:
-                region = region.strip()
-                if region:
-                    if state == _AFTER_ROW:
-                        raise LayoutMismatch("two rows without a comma between them")
-                    trailing_comma = region[-1:] == b","
-                    blob = b"[" + (region[:-1] if trailing_comma else region) + b"]"
-                    values = decode(name, blob) if decode is not None else None
-                    if values is not None:
-                        yield VALUES, values
-                    else:
-                        try:
-                            rows = loads(blob)
-                        except decode_error:
-                            raise LayoutMismatch("rows that are not one compact object per line") from None
-                        yield ROWS, rows
-                    state = _ROW if trailing_comma else _AFTER_ROW
-                if end < 0 and at_end:
-                    break
-                continue
-        else:
-            line, buffer = _cut(buffer, buffer.find(b"\n"), at_end)
-            if line is not None:
-                for event in _structure(line, state, name):
-                    if event[0] == "state":
-                        state, name = event[1], event[2]
-                    else:
-                        yield event
-                if at_end and not buffer:
-                    break
-                continue
-        if at_end:
-            break
-        chunk = next(chunks, None)
-        if chunk is None:
-            at_end = True
-        else:
-            buffer = buffer + chunk if buffer else chunk
-            if len(buffer) > MAX_LINE_BYTES and buffer.find(b"\n") < 0:
-                raise LayoutMismatch("a line is too long for the line layout")
-    if state != _DONE:
-        raise LayoutMismatch("the document does not end where the line layout ends")
-
-
-def _table_end(buffer: bytes) -> int:
-    """``buffer.find(b"\\n]")``: where the table's list closes, or -1.
-
-    A search for the one byte ``]`` runs at memchr speed and finds a handful in a
-    whole archive; searching for the two bytes directly is about twenty times slower.
-    """
-    at = buffer.find(b"]", 1)
-    while at > 0 and buffer[at - 1] != 0x0A:
-        at = buffer.find(b"]", at + 1)
-    return at - 1 if at > 0 else -1
-
-
-def _cut(buffer: bytes, newline: int, at_end: bool) -> tuple[bytes | None, bytes]:
-    """What comes before the newline at ``newline``, and what follows it.
-
-    Without a newline (-1): the whole buffer once the input has ended, else None
-    (more input is needed) and the buffer as it is.
-    """
-    if newline >= 0:
-        return buffer[:newline], buffer[newline + 1:]
-    if at_end:
-        return buffer, b""
-    return None, buffer
-
-
-def _structure(line: bytes, state: int, name):
-    """The punctuation and table names on a line between rows: events, then ``("state", state, name)``."""
-    position, length = 0, len(line)
-    while position < length:
-        match = _TOKEN.match(line, position)
-        if match is None:
-            if line[position:].strip():
-                raise LayoutMismatch("unexpected text between rows")
-            break
-        position = match.end()
-        punct, string = match.group(1), match.group(2)
-        if state == _DOC and punct == b"{":
-            state = _KEY_OR_CLOSE
-        elif state in (_KEY_OR_CLOSE, _KEY) and string is not None:
-            name, state = orjson.loads(string), _COLON
-        elif state == _KEY_OR_CLOSE and punct == b"}":
-            state = _DONE
-        elif state == _COLON and punct == b":":
-            state = _OPEN
-        elif state == _OPEN and punct == b"[":
-            yield TABLE, name
-            state = _ROW_OR_END
-        elif state in (_ROW_OR_END, _AFTER_ROW) and punct == b"]":
-            yield END, name
-            state = _AFTER_TABLE
-        elif state == _AFTER_TABLE and punct == b",":
-            state = _KEY
-        elif state == _AFTER_TABLE and punct == b"}":
-            state = _DONE
-        else:
-            raise LayoutMismatch("unexpected token")
-    yield "state", state, name
-
-
-
-# --- The general parser: ijson ------------------------------------------------------------
-
-class _ChunkReader:
-    """A file-like ``read(n)`` over a chunk iterator, for ijson."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = chunks
-        self._buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
-
-
-def _json_events(chunks: Iterator[bytes]) -> Iterator[tuple[str, object]]:
-    name = format.DATA_MEMBER
-    events = ijson.parse(_ChunkReader(iter(chunks)), use_float=True, buf_size=64 * 1024)
-    try:
-        first = next(events, None)
-        if first is None or first[1] != "start_map":
-            raise ArchiveError(f"{name} is not a JSON object keyed by table name.")
-        for _prefix, event, value in events:
-            if event == "end_map":
-                break
-            table = value  # a map_key at the top level
-            _prefix, event, value = next(events)
-            if event != "start_array":
-                raise ArchiveError(f"The value of {table!r} in {name} is not a list of rows.")
-            yield TABLE, table
-            number = 0
-            rows: list = []
-            for _prefix, event, value in events:
-                if event == "end_array":
-                    break
-                number += 1
-                if event != "start_map":
-                    raise ArchiveError(f"Table {table}, row {number}: the row is not a JSON object.")
-                builder = ijson.ObjectBuilder()
-                builder.event(event, value)
-                depth = 1
-                for _prefix, event, value in events:
-                    builder.event(event, value)
-                    if event in ("start_map", "start_array"):
-                        depth += 1
-                    elif event in ("end_map", "end_array"):
-                        depth -= 1
-                        if depth == 0:
-                            break
-                rows.append(builder.value)
-                if len(rows) >= ROWS_PER_EVENT:
-                    yield ROWS, rows
-                    rows = []
-            if rows:
-                yield ROWS, rows
-            yield END, table
-        for _ in events:  # ijson reports trailing garbage here
-            pass
-    except ijson.JSONError as exc:
-        detail = str(exc).strip().splitlines()[0]
-        raise ArchiveError(f"{name} is not valid JSON ({detail}).") from exc

@@ -29,15 +29,9 @@ the byte ``\\n``, not on ``str.splitlines``). A database with no tables is ``{}`
 from __future__ import annotations
 
 import hashlib
-import os
-import queue
-import threading
 import time
 import uuid
 import zipfile
-import zlib
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import BinaryIO, Callable, Sequence
@@ -50,22 +44,16 @@ from sqlalchemy.exc import OperationalError
 
 from ...models import UTCDateTime
 
-try:  # zlib-ng: the same deflate format, 2-3x faster at the same ratio
-    from zlib_ng import zlib_ng as deflate_impl
-except ImportError:  # pragma: no cover - the stdlib zlib is the fallback
-    deflate_impl = zlib
-
 from . import format
 from ..errors import ArchiveError
+from .deflate import COMPRESS_LEVEL, ParallelDeflater
+from .pipeline import Handoff
 
 ProgressCallback = Callable[[float, str], None]
 
 BATCH_ROWS = 5000
 GENERIC_BATCH_ROWS = 1000  # rows as Python dicts cost far more memory than their JSON
-COMPRESS_LEVEL = 5  # zlib-ng 5: within 1% of level 6 in size, ~10% less CPU
-DEFLATE_CHUNK = 1 << 20
 TARGET_CHUNK = 1 << 20
-DEFLATE_WINDOW = 32 * 1024
 METADATA_MAX_BYTES = 1024 * 1024
 ROW_OPTIONS = orjson.OPT_NAIVE_UTC  # a naive datetime is UTC; aware ones keep their "+00:00"
 
@@ -81,63 +69,6 @@ def _iso_utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat()
 
 
-def _deflate_chunk(chunk: bytes, dictionary: bytes, level: int) -> bytes:
-    compressor = (deflate_impl.compressobj(level, zlib.DEFLATED, -15, zdict=dictionary) if dictionary
-                  else deflate_impl.compressobj(level, zlib.DEFLATED, -15))
-    return compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
-
-
-# An empty final deflate block: what ends a stream of sync-flushed chunks.
-_FINAL_BLOCK = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15).flush()
-
-
-class ParallelDeflater:
-    """A ``compress()``/``flush()`` object like zlib's that deflates chunks on several threads (as pigz does).
-
-    Each chunk is compressed independently, primed with the previous chunk's last
-    32 KiB as dictionary (so the ratio stays that of one stream) and ended with a
-    sync flush; spliced in order and closed with an empty final block they form
-    one ordinary raw deflate stream. zlib releases the GIL while compressing.
-    """
-
-    def __init__(self, level: int = COMPRESS_LEVEL, workers: int | None = None, chunk_size: int = DEFLATE_CHUNK):
-        self.level = level
-        self.chunk_size = chunk_size
-        workers = workers or max(2, min(4, os.cpu_count() or 1))
-        self._max_pending = workers * 2
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="backup-deflate")
-        self._pending: deque = deque()
-        self._buffer = bytearray()
-        self._dictionary = b""
-
-    def _submit(self, chunk: bytes) -> None:
-        self._pending.append(self._pool.submit(_deflate_chunk, chunk, self._dictionary, self.level))
-        self._dictionary = chunk[-DEFLATE_WINDOW:]
-
-    def compress(self, data) -> bytes:
-        self._buffer += data
-        while len(self._buffer) >= self.chunk_size:
-            self._submit(bytes(self._buffer[:self.chunk_size]))
-            del self._buffer[:self.chunk_size]
-        out = []
-        # Hand back what is finished, in order; wait only to bound memory.
-        while self._pending and (self._pending[0].done() or len(self._pending) > self._max_pending):
-            out.append(self._pending.popleft().result())
-        return b"".join(out)
-
-    def flush(self, mode: int = zlib.Z_FINISH) -> bytes:
-        if self._buffer:
-            self._submit(bytes(self._buffer))
-            self._buffer.clear()
-        try:
-            out = [future.result() for future in self._pending]
-        finally:
-            self._pending.clear()
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        out.append(_FINAL_BLOCK)
-        return b"".join(out)
-
-
 def _member_writer(zf: zipfile.ZipFile, name: str, parallel: bool = False):
     # A name (not a ZipInfo) makes zipfile apply the archive's deflate level.
     member = zf.open(name, "w", force_zip64=True)
@@ -149,55 +80,32 @@ def _member_writer(zf: zipfile.ZipFile, name: str, parallel: bool = False):
 
 
 class _HashingSink:
-    """Writes chunks into a ZIP member on a worker thread, hashing them on the way.
+    """Writes chunks into a ZIP member on a helper thread (``pipeline.Handoff``), hashing them on the way.
 
     Compression (zlib), CRC and SHA-256 release the GIL, so they run on the
-    second core while the caller encodes the next rows. The queue is bounded,
-    which bounds memory.
+    second core while the caller encodes the next rows.
     """
 
-    def __init__(self, member, depth: int = 4):
+    def __init__(self, member):
         self.member = member
         self.sha256 = hashlib.sha256()
-        self.size = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="backup-compress", daemon=True)
-        self._thread.start()
+        self._handoff = Handoff.writing_behind(self._store, name="backup-compress")
 
-    def _run(self):
-        while True:
-            chunk = self._queue.get()
-            if chunk is None:
-                return
-            if self._error is not None:
-                continue  # drain so the producer never blocks on a dead consumer
-            try:
-                self.sha256.update(chunk)
-                self.member.write(chunk)
-            except BaseException as exc:  # re-raised in the producer's thread
-                self._error = exc
+    def _store(self, chunk: bytes) -> None:
+        self.sha256.update(chunk)
+        self.member.write(chunk)
 
     def write(self, chunk: bytes) -> None:
-        if self._error is not None:
-            self._raise()
-        self.size += len(chunk)
-        self._queue.put(chunk)
+        """Queue ``chunk`` for the member; raises a failure of the helper thread."""
+        self._handoff.put(chunk)
 
     def close(self) -> None:
-        """Wait for every chunk to be written; re-raise a failure of the worker."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            self._raise()
+        """Wait for every chunk to be written; re-raise a failure of the helper thread."""
+        self._handoff.finish()
 
     def abort(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _raise(self):
-        error = self._error
-        raise error.with_traceback(error.__traceback__)
+        """Stop writing (the archive is being abandoned) and wait for the helper thread."""
+        self._handoff.close()
 
 
 def table_batches(conn: Connection, table: Table, batch_rows: int = GENERIC_BATCH_ROWS):

@@ -45,7 +45,8 @@ from ...models import ApiToken, AuditLog, data_tables
 from ..errors import ArchiveError, BackupError, BadRequestError, RestoreError
 from ..malloc_tuning import give_back_freed_memory, keep_freed_buffers
 from ..dialects.pg_sender import ConnectionHelper, ErrorExplainer
-from ..archive.reader import END, ROWS, TABLE, VALUES, Archive, LayoutMismatch
+from ..archive.layout import END, ROWS, TABLE, VALUES, LayoutMismatch
+from ..archive.reader import Archive
 from ..dialects.sqlite_worker import SQLiteWorker
 
 log = logging.getLogger(__name__)

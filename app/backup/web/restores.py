@@ -12,7 +12,7 @@ from flask_login import current_user, logout_user
 from ...security import admin_required, bearer_token, verify_password, wants_json
 from ..errors import BadRequestError, TooLargeError
 from .http import actor_name, done, flag, request_fields
-from ..archive.reader import Limits
+from ..archive.limits import Limits
 from ..units import human_size
 from ..restore.engine import RestoreOptions, parse_tables
 from ..restore_service import listed_source, session_still_valid, start_restore, upload_source
