@@ -204,7 +204,7 @@ def test_a_second_backup_while_one_runs_is_a_conflict(app):
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from app.backup.storage.base import LocalStorage
+    from app.backup.storage.local import LocalStorage
     storage = LocalStorage(sys.argv[1])
     with storage.atomic_writer(["cyberquest_backup_20240101_000000.zip"]) as pending:
         pending.file.write(b"half an archive")
@@ -260,7 +260,7 @@ def test_start_up_on_an_unmigrated_database_does_nothing(tmp_path):
 
 
 def test_without_hard_links_the_name_is_reserved_by_exclusive_create(tmp_path):
-    from app.backup.storage.base import LocalStorage
+    from app.backup.storage.local import LocalStorage
 
     storage = LocalStorage(tmp_path)
     (tmp_path / "cyberquest_backup_20240101_000000.zip").write_bytes(b"taken")

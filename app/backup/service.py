@@ -30,7 +30,8 @@ from .archive import writer as archive, format
 from .jobs import runner as jobs
 from .errors import BackupError, BackupNotFoundError, BadRequestError
 from .malloc_tuning import keep_freed_buffers
-from .storage.base import Storage, StoredFile, get_storage
+from .storage import get_storage
+from .storage.base import Storage, StoredFile
 
 log = logging.getLogger(__name__)
 
