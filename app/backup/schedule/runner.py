@@ -30,7 +30,7 @@ from ...extensions import db
 from ...models import ScheduledRun, utcnow
 from .. import audit
 from . import health, notify, retention
-from ..jobs import runner as jobs
+from ..jobs.lock import current_owner, owner_is_dead
 from ..errors import BackupError, ConflictError
 from .settings import ScheduleSettings, due_slot, load_settings, next_run_at
 from ..service import BackupService
@@ -97,7 +97,7 @@ def claim_slot(slot: datetime, now: datetime) -> bool:
     Inserting the row is the claim (the unique index arbitrates); a deferred slot is
     taken over by a conditional UPDATE, which also has exactly one winner.
     """
-    owner = jobs.current_owner()
+    owner = current_owner()
     existing = db.session.execute(select(ScheduledRun).where(ScheduledRun.slot == slot)
                                   .execution_options(populate_existing=True)).scalars().first()
     if existing is None:
@@ -133,7 +133,7 @@ def fail_interrupted_runs(settings: ScheduleSettings, now: datetime) -> int:
     count = 0
     running = db.session.execute(select(ScheduledRun).where(ScheduledRun.status == "running")).scalars().all()
     for run in running:
-        if not (jobs.owner_is_dead(run.owner) or run.started_at < now - RUN_STALE_AFTER):
+        if not (owner_is_dead(run.owner) or run.started_at < now - RUN_STALE_AFTER):
             continue
         message = f"Interrupted: the process running it ({run.owner}) stopped before it finished."
         result = db.session.execute(update(ScheduledRun).where(ScheduledRun.id == run.id,
@@ -193,7 +193,7 @@ def _apply_retention(settings: ScheduleSettings, report: notify.RunReport, now: 
 
 
 def _run_claimed_slot(settings: ScheduleSettings, slot: datetime, now: datetime) -> SlotOutcome:
-    report = notify.RunReport(slot=slot, started_at=utcnow(), owner=jobs.current_owner())
+    report = notify.RunReport(slot=slot, started_at=utcnow(), owner=current_owner())
     try:
         _make_verified_backup(report)
         _apply_retention(settings, report, now)
@@ -246,7 +246,7 @@ def _report_database_failure(exc: Exception, now: datetime) -> SlotOutcome:
     message = f"The database could not be read: {exc}"
     if not first_time:
         return SlotOutcome("failed", slot, message)
-    report = notify.RunReport(slot=slot, started_at=now, finished_at=utcnow(), owner=jobs.current_owner(),
+    report = notify.RunReport(slot=slot, started_at=now, finished_at=utcnow(), owner=current_owner(),
                               error=message, error_kind="database")
     notify.notify_run(cached, report)
     return SlotOutcome("failed", slot, message, report)
@@ -362,7 +362,7 @@ def start_for_app(app):
     scheduler.start()
     app.extensions[EXTENSION_KEY] = scheduler
     atexit.register(_shutdown, scheduler)
-    log.info("backup scheduler started in %s", jobs.current_owner())
+    log.info("backup scheduler started in %s", current_owner())
     return scheduler
 
 
