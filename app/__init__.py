@@ -111,9 +111,9 @@ def recover_after_crash(app: Flask) -> None:
 
 def start_scheduler(app: Flask) -> None:
     """Start the in-process backup scheduler unless tests, the CLI or config turn it off."""
-    from .backup.schedule import runner as scheduler
+    from .backup.schedule.wiring import start_for_app
 
-    scheduler.start_for_app(app)
+    start_for_app(app)
 
 
 def _migrations_dir():
