@@ -90,7 +90,7 @@ def register_commands(app: Flask) -> None:
     from .backup.cli import restores as restore_cli, schedule as schedule_cli
     from .backup.cli.backups import backup_cli
     from .cli import register_account_commands
-    from .seed import register_seed_command
+    from .seed.command import register_seed_command
 
     register_account_commands(app)
     restore_cli.register(backup_cli)
