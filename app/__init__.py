@@ -90,7 +90,7 @@ def register_commands(app: Flask) -> None:
     from .backup.cli import restores as restore_cli, schedule as schedule_cli
     from .backup.cli.backups import backup_cli
     from .cli import register_account_commands
-    from .seed import register_seed_command
+    from .seed.command import register_seed_command
 
     register_account_commands(app)
     restore_cli.register(backup_cli)
@@ -111,9 +111,9 @@ def recover_after_crash(app: Flask) -> None:
 
 def start_scheduler(app: Flask) -> None:
     """Start the in-process backup scheduler unless tests, the CLI or config turn it off."""
-    from .backup.schedule import runner as scheduler
+    from .backup.schedule.wiring import start_for_app
 
-    scheduler.start_for_app(app)
+    start_for_app(app)
 
 
 def _migrations_dir():

@@ -17,7 +17,7 @@ from app.backup.archive import deflate
 from app.backup.archive import writer as archive, format
 from app.backup.archive.writer import restore_order
 from app.backup.service import BackupService, app_info, backup_name_candidates, snapshot_connection
-from app.backup.storage.base import LocalStorage
+from app.backup.storage.local import LocalStorage
 from app.extensions import db
 from app.models import data_tables
 from tests.backup_support import (archive_members, database_rows, parse_rows, seed_sample_rows)

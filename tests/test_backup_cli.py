@@ -8,7 +8,8 @@ from pathlib import Path
 
 import orjson
 
-from app.backup.jobs import runner as jobs
+from app.backup.jobs.lock import acquire_exclusive
+from app.backup.jobs.runner import create_job
 from tests.backup_support import seed_sample_rows
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,8 +53,8 @@ def test_delete_removes_and_an_unknown_name_fails_with_one_line(app):
 
 def test_create_while_another_job_runs_fails_with_exit_1(app):
     with app.app_context():
-        running = jobs.create_job("restore", "someone")
-        jobs.acquire_exclusive(running.id)
+        running = create_job("restore", "someone")
+        acquire_exclusive(running.id)
     result = run(app, "create")
     assert result.exit_code == 1
     assert "Another backup or restore is running" in result.stderr

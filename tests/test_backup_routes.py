@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.backup.jobs import runner as jobs
+from app.backup.jobs.lock import acquire_exclusive
+from app.backup.jobs.runner import create_job
 from tests.backup_support import seed_sample_rows
 from tests.conftest import csrf_token_from
 
@@ -112,8 +113,8 @@ def test_anything_but_a_listed_backup_is_404(app, client, api_headers, name):
 
 def test_a_running_backup_or_restore_makes_create_409_with_that_job(app, client, api_headers):
     with app.app_context():
-        running = jobs.create_job("restore", "someone")
-        jobs.acquire_exclusive(running.id)
+        running = create_job("restore", "someone")
+        acquire_exclusive(running.id)
         running_id = running.id
     response = create(client, api_headers)
     assert response.status_code == 409
@@ -194,8 +195,8 @@ def test_html_form_post_without_csrf_is_400(admin_client):
 
 def test_html_page_shows_a_running_job_with_a_progress_bar(app, admin_client):
     with app.app_context():
-        running = jobs.create_job("backup", "admin")
-        jobs.acquire_exclusive(running.id)
+        running = create_job("backup", "admin")
+        acquire_exclusive(running.id)
         running_id = running.id
     html = admin_client.get("/admin/system-backup").get_data(as_text=True)
     assert "<progress" in html and f'data-job-url="/admin/backup-jobs/{running_id}"' in html
@@ -206,8 +207,8 @@ def test_html_page_shows_a_running_job_with_a_progress_bar(app, admin_client):
 
 def test_html_conflict_flashes_and_returns_to_the_page(app, admin_client):
     with app.app_context():
-        running = jobs.create_job("restore", "someone")
-        jobs.acquire_exclusive(running.id)
+        running = create_job("restore", "someone")
+        acquire_exclusive(running.id)
     token = csrf_token_from(admin_client.get("/admin/system-backup").get_data(as_text=True))
     response = admin_client.post("/admin/create-backup", data={"csrf_token": token})
     assert response.status_code == 302 and response.headers["Location"].endswith("/admin/system-backup")

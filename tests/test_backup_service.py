@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from app import create_app
 from app.backup.archive import format
-from app.backup.jobs import runner as jobs
+from app.backup.jobs.lock import HOSTNAME, acquire_exclusive, release_exclusive
+from app.backup.jobs.runner import create_job
 from app.backup.errors import BackupError, BackupNotFoundError, ConflictError, StorageError
 from app.backup.service import BackupService, metadata_cache_info
 from app.extensions import db
@@ -193,18 +194,18 @@ def test_a_full_disk_is_a_clear_storage_error_and_leaves_nothing(tmp_path, tiny_
 
 def test_a_second_backup_while_one_runs_is_a_conflict(app):
     with app.app_context():
-        running = jobs.create_job("restore", "someone")
-        jobs.acquire_exclusive(running.id)
+        running = create_job("restore", "someone")
+        acquire_exclusive(running.id)
         with pytest.raises(ConflictError) as conflict:
             BackupService().start_create("manual", "admin", wait=True)
         assert conflict.value.extra["job"]["id"] == running.id
-        jobs.release_exclusive(running.id)
+        release_exclusive(running.id)
         assert BackupService().start_create("manual", "admin", wait=True).status == "succeeded"
 
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from app.backup.storage.base import LocalStorage
+    from app.backup.storage.local import LocalStorage
     storage = LocalStorage(sys.argv[1])
     with storage.atomic_writer(["cyberquest_backup_20240101_000000.zip"]) as pending:
         pending.file.write(b"half an archive")
@@ -238,8 +239,8 @@ def test_a_killed_writer_leaves_no_listed_file_and_the_next_start_removes_its_pa
 def test_start_up_marks_jobs_of_dead_processes_failed(tmp_path):
     app = build_app(tmp_path)
     with app.app_context():
-        job = jobs.create_job("backup", "admin")
-        job.status, job.owner = "running", f"{jobs.HOSTNAME}:{2**22 + 12345}"
+        job = create_job("backup", "admin")
+        job.status, job.owner = "running", f"{HOSTNAME}:{2**22 + 12345}"
         db.session.commit()
         job_id = job.id
     restarted = create_app(test_settings(tmp_path))
@@ -260,7 +261,7 @@ def test_start_up_on_an_unmigrated_database_does_nothing(tmp_path):
 
 
 def test_without_hard_links_the_name_is_reserved_by_exclusive_create(tmp_path):
-    from app.backup.storage.base import LocalStorage
+    from app.backup.storage.local import LocalStorage
 
     storage = LocalStorage(tmp_path)
     (tmp_path / "cyberquest_backup_20240101_000000.zip").write_bytes(b"taken")

@@ -1,4 +1,4 @@
-"""Background jobs and the one-at-a-time lock (app/backup/jobs.py)."""
+"""Background jobs and the one-at-a-time lock (app/backup/jobs/: lock, records, runner)."""
 from __future__ import annotations
 
 import threading
@@ -6,17 +6,19 @@ import time
 
 import pytest
 
-from app.backup.jobs import runner as jobs
+from app.backup.jobs.lock import EXCLUSIVE_LOCK, HOSTNAME, LOCK_TTL, exclusive_is_held
+from app.backup.jobs.records import job_to_dict
+from app.backup.jobs.runner import create_job, get_job, latest_active_job, live_job_dict, run_job
 from app.backup.errors import BackupError, ConflictError
 from app.extensions import db
-from app.models import BackupJob, OperationLock
+from app.models import BackupJob, OperationLock, utcnow
 
 
 def test_a_job_records_its_result_and_releases_the_lock(app):
     with app.app_context():
-        job = jobs.run_job("backup", "admin", lambda handle: {"answer": 42}, background=False)
-        assert job.status == "succeeded" and jobs.job_to_dict(job)["result"] == {"answer": 42}
-        assert jobs.exclusive_is_held() is None
+        job = run_job("backup", "admin", lambda handle: {"answer": 42}, background=False)
+        assert job.status == "succeeded" and job_to_dict(job)["result"] == {"answer": 42}
+        assert exclusive_is_held() is None
 
 
 def test_a_failing_job_is_recorded_failed_and_reraised(app):
@@ -26,10 +28,10 @@ def test_a_failing_job_is_recorded_failed_and_reraised(app):
 
     with app.app_context():
         with pytest.raises(BackupError, match="on fire"):
-            jobs.run_job("backup", "admin", work, background=False)
+            run_job("backup", "admin", work, background=False)
         job = db.session.execute(db.select(BackupJob)).scalars().one()
         assert job.status == "failed" and job.message == "The disk is on fire; call someone."
-        assert db.session.get(OperationLock, jobs.EXCLUSIVE_LOCK) is None
+        assert db.session.get(OperationLock, EXCLUSIVE_LOCK) is None
 
 
 def test_while_a_job_holds_the_lock_another_is_refused_with_it(app):
@@ -41,30 +43,30 @@ def test_while_a_job_holds_the_lock_another_is_refused_with_it(app):
         return {}
 
     with app.app_context():
-        first = jobs.run_job("restore", "admin", slow, background=True)
+        first = run_job("restore", "admin", slow, background=True)
         assert started.wait(30)
         with pytest.raises(ConflictError) as conflict:
-            jobs.run_job("backup", "admin", lambda handle: {}, background=False)
+            run_job("backup", "admin", lambda handle: {}, background=False)
         assert conflict.value.extra["job"]["id"] == first.id
-        assert jobs.latest_active_job().id == first.id
+        assert latest_active_job().id == first.id
         release.set()
         deadline = time.monotonic() + 30
-        while jobs.get_job(first.id).status != "succeeded" and time.monotonic() < deadline:
+        while get_job(first.id).status != "succeeded" and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert jobs.get_job(first.id).status == "succeeded"
-        assert jobs.run_job("backup", "admin", lambda handle: {}, background=False).status == "succeeded"
+        assert get_job(first.id).status == "succeeded"
+        assert run_job("backup", "admin", lambda handle: {}, background=False).status == "succeeded"
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(app):
     with app.app_context():
-        dead = jobs.create_job("backup", "admin")
-        db.session.add(OperationLock(name=jobs.EXCLUSIVE_LOCK, job_id=dead.id,
-                                     owner=f"{jobs.HOSTNAME}:{2**22 + 4321}",
-                                     expires_at=jobs.utcnow() + jobs.LOCK_TTL))
+        dead = create_job("backup", "admin")
+        db.session.add(OperationLock(name=EXCLUSIVE_LOCK, job_id=dead.id,
+                                     owner=f"{HOSTNAME}:{2**22 + 4321}",
+                                     expires_at=utcnow() + LOCK_TTL))
         dead.status = "running"
         db.session.commit()
-        assert jobs.run_job("backup", "admin", lambda handle: {}, background=False).status == "succeeded"
-        assert jobs.get_job(dead.id).status == "failed"
+        assert run_job("backup", "admin", lambda handle: {}, background=False).status == "succeeded"
+        assert get_job(dead.id).status == "failed"
 
 
 def test_live_progress_is_visible_while_the_job_runs(app):
@@ -77,11 +79,11 @@ def test_live_progress_is_visible_while_the_job_runs(app):
         return {}
 
     with app.app_context():
-        job = jobs.run_job("backup", "admin", work, background=True)
+        job = run_job("backup", "admin", work, background=True)
         assert reported.wait(30)
-        live = jobs.live_job_dict(jobs.get_job(job.id))
+        live = live_job_dict(get_job(job.id))
         assert live["progress"] == 0.25 and live["message"] == "a quarter"
         release.set()
         deadline = time.monotonic() + 30
-        while jobs.get_job(job.id).status == "running" and time.monotonic() < deadline:
+        while get_job(job.id).status == "running" and time.monotonic() < deadline:
             time.sleep(0.02)

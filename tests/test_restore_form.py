@@ -15,7 +15,8 @@ from html.parser import HTMLParser
 import pytest
 import sqlalchemy as sa
 
-from app.backup.jobs import runner as jobs
+from app.backup.jobs.lock import acquire_exclusive
+from app.backup.jobs.runner import create_job
 from app.backup.service import BackupService
 from app.extensions import db
 from app.models import BackupJob, User
@@ -189,8 +190,8 @@ def test_the_page_shows_the_restore_panel_with_the_listed_backups(admin_client, 
 
 def test_the_buttons_are_disabled_while_a_job_runs(app, admin_client, listed):
     with app.app_context():
-        running = jobs.create_job("backup", "admin")
-        jobs.acquire_exclusive(running.id)
+        running = create_job("backup", "admin")
+        acquire_exclusive(running.id)
     form = restore_form(admin_client)
     assert [b["text"] for b in form.buttons if "disabled" in b] == ["Preview", "Restore"]
 
@@ -261,8 +262,8 @@ def test_an_original_cyberquest_archive_needs_trust_unsigned(app, admin_client, 
 
 def test_a_conflict_flashes_the_running_job_and_json_clients_keep_the_409(app, admin_client, listed):
     with app.app_context():
-        running = jobs.create_job("backup", "someone")
-        jobs.acquire_exclusive(running.id)
+        running = create_job("backup", "someone")
+        acquire_exclusive(running.id)
         running_id = running.id
     before = state(app)
     (message,) = flashes(after_redirect(admin_client, post_restore(admin_client, filename=listed[0])), "error")

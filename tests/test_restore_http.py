@@ -6,7 +6,8 @@ import time
 import pytest
 
 from app.backup.archive import format
-from app.backup.jobs import runner as jobs
+from app.backup.jobs.lock import EXCLUSIVE_LOCK, HOSTNAME, acquire_exclusive, release_exclusive
+from app.backup.jobs.runner import create_job
 from app.backup.service import schema_revision
 from app.cli import create_account
 from app.extensions import db
@@ -138,8 +139,8 @@ def test_an_unlisted_file_in_the_store_is_404(app, client, env, archive):
 
 def test_a_restore_while_another_job_holds_the_lock_is_409_with_that_job(app, client, env, archive):
     with app.app_context():
-        job = jobs.create_job("backup", "someone")
-        jobs.acquire_exclusive(job.id)
+        job = create_job("backup", "someone")
+        acquire_exclusive(job.id)
         job_id = job.id
     before, backups = snapshot(app), backup_names(app)
     response = restore_upload(client, env["headers"], archive)
@@ -150,14 +151,14 @@ def test_a_restore_while_another_job_holds_the_lock_is_409_with_that_job(app, cl
     for dry in ("0", "1"):
         assert restore_upload(client, env["headers"], archive, wait="0", dry_run=dry).status_code == 409
     with app.app_context():
-        jobs.release_exclusive(job_id)
+        release_exclusive(job_id)
         assert db.session.query(BackupJob).filter_by(kind="restore").count() == 0
     assert restore_upload(client, env["headers"], archive).status_code == 200
 
 
 def test_a_restore_waits_for_nobody_once_a_dead_holder_left_the_lock(app, client, env, archive):
     with app.app_context():
-        db.session.add(OperationLock(name=jobs.EXCLUSIVE_LOCK, job_id=None, owner=f"{jobs.HOSTNAME}:999999999",
+        db.session.add(OperationLock(name=EXCLUSIVE_LOCK, job_id=None, owner=f"{HOSTNAME}:999999999",
                                      expires_at=utcnow()))
         db.session.commit()
     assert restore_upload(client, env["headers"], archive).status_code == 200
@@ -254,8 +255,8 @@ def test_while_a_restore_holds_sqlites_write_lock_another_request_gets_409_at_on
 
     token = csrf_token_from(admin_client.get("/admin/").get_data(as_text=True))
     with app.app_context():
-        job = jobs.create_job("restore", "someone")
-        jobs.acquire_exclusive(job.id)
+        job = create_job("restore", "someone")
+        acquire_exclusive(job.id)
         job_id = job.id
     writer = sqlite3.connect(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"))
     writer.execute("BEGIN IMMEDIATE")  # what a restore in progress holds
@@ -273,7 +274,7 @@ def test_while_a_restore_holds_sqlites_write_lock_another_request_gets_409_at_on
         writer.rollback()
         writer.close()
         with app.app_context():
-            jobs.release_exclusive(job_id)
+            release_exclusive(job_id)
 
 
 def test_uploads_wait_in_the_configured_directory_and_are_gone_afterwards(app, client, env, archive, tmp_path):

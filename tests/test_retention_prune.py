@@ -4,7 +4,7 @@ from datetime import timedelta
 import orjson
 from sqlalchemy import select
 
-from app.backup.jobs import runner as jobs
+from app.backup.jobs.lock import acquire_exclusive, release_exclusive
 from app.backup.schedule import retention
 from app.backup.schedule.settings import load_settings
 from app.extensions import db
@@ -81,7 +81,7 @@ def test_a_real_prune_waits_for_no_one_it_refuses_while_a_backup_or_restore_runs
     backup_at(sched_app, now - timedelta(days=5))
     backup_at(sched_app, now - timedelta(days=9))
     with sched_app.app_context():
-        jobs.acquire_exclusive("someone-elses-job")
+        acquire_exclusive("someone-elses-job")
     runner = sched_app.test_cli_runner()
     refused = runner.invoke(args=["backup", "prune"])
     assert refused.exit_code == 1
@@ -90,7 +90,7 @@ def test_a_real_prune_waits_for_no_one_it_refuses_while_a_backup_or_restore_runs
     # the dry run only reads, so it still answers
     assert runner.invoke(args=["backup", "prune", "--dry-run"]).exit_code == 0
     with sched_app.app_context():
-        jobs.release_exclusive("someone-elses-job")
+        release_exclusive("someone-elses-job")
     assert prune_json(sched_app)["deleted"] != []
 
 

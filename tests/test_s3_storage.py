@@ -19,7 +19,7 @@ from botocore.awsrequest import AWSResponse
 
 from app.backup.errors import BackupNotFoundError, StorageError
 from app.backup.storage.s3 import S3Storage, make_client, normalise_prefix
-from app.backup.storage.base import get_storage
+from app.backup.storage import get_storage
 from app.cli import create_account
 from app.extensions import db
 from app.models import User

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from app.backup.jobs import runner as jobs
+from app.backup.jobs.lock import acquire_exclusive, release_exclusive
 from app.backup.schedule import runner as scheduler
 from app.backup.service import BackupService
 from app.extensions import db
@@ -189,12 +189,12 @@ def test_a_slot_is_deferred_while_another_backup_runs_then_taken_over(sched_app)
     in_force(sched_app)
     now = utcnow()
     with sched_app.app_context():
-        jobs.acquire_exclusive("a-manual-restore")
+        acquire_exclusive("a-manual-restore")
     outcome = run(sched_app, now)
     assert outcome.status == "deferred" and "Another backup or restore is running" in outcome.message
     assert [r.status for r in runs(sched_app)] == ["deferred"]
     with sched_app.app_context():
-        jobs.release_exclusive("a-manual-restore")
+        release_exclusive("a-manual-restore")
     assert run(sched_app, now + timedelta(minutes=1)).status == "succeeded"
     assert [r.status for r in runs(sched_app)] == ["succeeded"]
     assert len(listed(sched_app)) == 1

@@ -10,7 +10,7 @@ import click
 import pytest
 from sqlalchemy import select
 
-from app.backup.schedule import runner as scheduler
+from app.backup.schedule.wiring import EXTENSION_KEY, TICK_JOB_ID, should_start, stop_for_app
 from app.extensions import db
 from app.models import ScheduledRun, utcnow
 from tests.conftest import build_app, free_port
@@ -45,14 +45,14 @@ def scheduled_runs(app) -> list[ScheduledRun]:
 # --- The decision ------------------------------------------------------------------------
 
 def test_tests_do_not_get_a_scheduler(app):
-    assert scheduler.should_start(app) == (False, "SCHEDULER_ENABLED is False")
-    assert scheduler.EXTENSION_KEY not in app.extensions
+    assert should_start(app) == (False, "SCHEDULER_ENABLED is False")
+    assert EXTENSION_KEY not in app.extensions
 
 
 def test_enable_auto_backup_false_turns_it_off(tmp_path):
     app = build_app(tmp_path, SCHEDULER_ENABLED=True, ENABLE_AUTO_BACKUP=False)
-    assert scheduler.should_start(app) == (False, "ENABLE_AUTO_BACKUP is false")
-    assert scheduler.EXTENSION_KEY not in app.extensions
+    assert should_start(app) == (False, "ENABLE_AUTO_BACKUP is false")
+    assert EXTENSION_KEY not in app.extensions
 
 
 @pytest.mark.parametrize("command, params, run_main, starts", [
@@ -72,7 +72,7 @@ def test_cli_commands_other_than_flask_run_do_not_start_it(app, monkeypatch, com
         monkeypatch.delenv("WERKZEUG_RUN_MAIN", raising=False)
     with click.Context(click.Command(command), info_name=command) as ctx:
         ctx.params.update(params)
-        assert scheduler.should_start(app)[0] is starts
+        assert should_start(app)[0] is starts
 
 
 # --- The real thing -----------------------------------------------------------------------
@@ -80,18 +80,18 @@ def test_cli_commands_other_than_flask_run_do_not_start_it(app, monkeypatch, com
 def test_a_served_app_starts_apscheduler_which_runs_the_due_slot(tmp_path):
     app = build_app(tmp_path, SCHEDULER_ENABLED=True)
     try:
-        running = app.extensions[scheduler.EXTENSION_KEY]
+        running = app.extensions[EXTENSION_KEY]
         assert running.running and str(running.timezone) == "UTC"
-        beat = running.get_job(scheduler.TICK_JOB_ID)
+        beat = running.get_job(TICK_JOB_ID)
         assert beat.next_run_time.second == 0  # every minute, on the minute
-        assert scheduler.should_start(app) == (False, "already running for this app")
+        assert should_start(app) == (False, "already running for this app")
         in_force(app)
         # the start-up beat fires a couple of seconds after start; no waiting for the minute
         [run] = wait_for(lambda: [r for r in scheduled_runs(app) if r.status != "running"], what="the scheduled run")
         assert run.status == "succeeded" and run.filename
     finally:
-        scheduler.stop_for_app(app)
-    assert scheduler.EXTENSION_KEY not in app.extensions
+        stop_for_app(app)
+    assert EXTENSION_KEY not in app.extensions
 
 
 def _environment(tmp_path, database: Path) -> dict:

@@ -13,7 +13,8 @@ from app import create_app
 from app.cli import create_account
 from app.extensions import db
 from app.models import data_tables
-from app.seed import REFERENCE, START, seed_demo, split_rows
+from app.seed.rows import REFERENCE, START
+from app.seed.writer import seed_demo, split_rows
 from conftest import build_app, count_rows, test_settings
 
 EXPECTED_1000 = {"users": 100, "login_attempts": 600, "email_verifications": 100,
@@ -106,7 +107,7 @@ def test_an_unmigrated_database_fails_with_one_clear_line(tmp_path):
 
 
 def test_a_failure_part_way_writes_nothing(app, monkeypatch):
-    monkeypatch.setattr("app.seed._token", lambda rng: "0" * 64)  # the second token clashes
+    monkeypatch.setattr("app.seed.rows._token", lambda rng: "0" * 64)  # the second token clashes
     result = app.test_cli_runner().invoke(args=["seed-demo", "--rows", "100"])
     assert result.exit_code == 1
     assert "Seeding failed, nothing was written" in result.output and "UNIQUE" in result.output

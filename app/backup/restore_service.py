@@ -26,7 +26,8 @@ from flask import current_app
 from ..extensions import db
 from . import audit
 from .archive import format
-from .jobs import runner as jobs
+from .jobs.lock import refuse_while_locked
+from .jobs.runner import JobHandle, run_job
 from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
 from .archive.limits import Limits
 from .archive.reader import Archive
@@ -169,17 +170,17 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
     handed_off = False
     try:
         # Early, so a locked instance does not first validate a large upload.
-        jobs.refuse_while_locked()
+        refuse_while_locked()
         check_request(app, source, options)
 
-        def work(handle: jobs.JobHandle) -> dict:
+        def work(handle: JobHandle) -> dict:
             try:
                 return perform_restore(app, source, options, actor=actor, progress=handle.reporter(also=progress))
             finally:
                 if background:
                     source.discard()
 
-        job = jobs.run_job("restore", actor, work, exclusive=True, background=background)
+        job = run_job("restore", actor, work, exclusive=True, background=background)
         handed_off = background
     finally:
         if not handed_off:

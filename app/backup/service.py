@@ -27,10 +27,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..extensions import db
 from ..models import BackupJob, BackupRecord, data_tables, utcnow
 from .archive import writer as archive, format
-from .jobs import runner as jobs
+from .jobs.runner import (JobHandle, get_job, latest_active_job, live_job_dict, recover_interrupted_jobs,
+                          run_job)
 from .errors import BackupError, BackupNotFoundError, BadRequestError
 from .malloc_tuning import keep_freed_buffers
-from .storage.base import Storage, StoredFile, get_storage
+from .storage import get_storage
+from .storage.base import Storage, StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +149,10 @@ class BackupService:
         """
         self._check_trigger(trigger)
 
-        def work(handle: jobs.JobHandle) -> dict:
+        def work(handle: JobHandle) -> dict:
             return BackupService(self.app).create(trigger, created_by, handle.progress)
 
-        return jobs.run_job("backup", created_by, work, exclusive=True, background=not wait)
+        return run_job("backup", created_by, work, exclusive=True, background=not wait)
 
     def create(self, trigger: str, created_by: str | None, progress=None) -> dict:
         """Write a new signed archive of every data table and return its Backup dict.
@@ -338,20 +340,20 @@ class BackupService:
     @staticmethod
     def active_job() -> dict | None:
         """The queued or running backup/restore/verify job, with live progress, or None."""
-        job = jobs.latest_active_job()
-        return jobs.live_job_dict(job) if job is not None else None
+        job = latest_active_job()
+        return live_job_dict(job) if job is not None else None
 
     @staticmethod
     def recent_jobs(limit: int = 10) -> list[dict]:
         """The latest jobs of any kind, newest first (the page's history)."""
         rows = db.session.execute(select(BackupJob).order_by(BackupJob.created_at.desc()).limit(limit)).scalars()
-        return [jobs.live_job_dict(job) for job in rows]
+        return [live_job_dict(job) for job in rows]
 
     @staticmethod
     def job(job_id: str) -> dict | None:
         """One job by id, with live progress, or None."""
-        job = jobs.get_job(job_id)
-        return jobs.live_job_dict(job) if job is not None else None
+        job = get_job(job_id)
+        return live_job_dict(job) if job is not None else None
 
 
 def recover_after_crash(app) -> None:
@@ -363,7 +365,7 @@ def recover_after_crash(app) -> None:
     with app.app_context():
         try:
             if inspect(db.engine).has_table(BackupJob.__tablename__):
-                jobs.recover_interrupted_jobs()
+                recover_interrupted_jobs()
         except SQLAlchemyError:
             db.session.rollback()
             log.warning("could not check for interrupted jobs at start-up", exc_info=True)

@@ -18,7 +18,8 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import data_tables, utcnow
-from .jobs import runner as jobs
+from .jobs.lock import refuse_while_locked
+from .jobs.runner import JobHandle, run_job
 from .errors import BackupError
 from .restore.engine import RestoreOptions, check_archive_against_schema, restore_archive
 from .restore_service import ArchiveSource, known_revisions, listed_source, open_archive
@@ -111,15 +112,15 @@ def verify_source(source: ArchiveSource, *, actor: str | None, trust_unsigned: b
     app = current_app._get_current_object()
     if db.engine.dialect.name == "sqlite":
         # A restore holds SQLite's write lock: the verify job could not even be recorded.
-        jobs.refuse_while_locked(kinds=("restore",))
+        refuse_while_locked(kinds=("restore",))
     trusted = trust_unsigned
     if source.listed_name is not None:
         trusted = trusted or not BackupService(app).get(source.listed_name)["signed"]
 
-    def work(handle: jobs.JobHandle) -> dict:
+    def work(handle: JobHandle) -> dict:
         return verify_archive(app, source, trust_unsigned=trusted, progress=handle.reporter(also=progress))
 
-    job = jobs.run_job("verify", actor, work, exclusive=False, background=False)
+    job = run_job("verify", actor, work, exclusive=False, background=False)
     verification = BackupService.job(job.id)["result"]
     if source.listed_name is not None:
         BackupService(app).record_verification(source.listed_name, verification["ok"], verification)

@@ -8,7 +8,7 @@ import click
 import orjson
 
 from ...models import utcnow
-from ..schedule import health, retention, runner as scheduler
+from ..schedule import retention, runner as scheduler
 from ..errors import BackupError
 from ..schedule.settings import load_settings
 
@@ -45,7 +45,7 @@ def register(group) -> None:
         """Run the schedule's due slot, if no instance has yet (for cron; safe to run anywhere, often)."""
         outcome = scheduler.run_scheduled()
         try:
-            health.alert_if_missed()
+            scheduler.alert_if_missed()
         except Exception as exc:  # the run's own outcome is what this command reports
             click.echo(f"Warning: could not check for a missed schedule: {exc}", err=True)
         if as_json:

@@ -9,11 +9,12 @@
   its interval (a dead-man's switch: whatever stopped the runs, this notices).
 
 A *successful* backup is a listed one whose verification did not fail.
-A missed schedule also sends one alert e-mail per episode.
+Assessing reads and never writes or sends anything, so pages and monitors may ask
+as often as they like; ``alert_due`` tells the scheduler's beat
+(``runner.alert_if_missed``) that a missed schedule deserves its alert e-mail.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,13 +22,10 @@ from sqlalchemy import select
 
 from ...extensions import db
 from ...models import BackupRecord, ScheduledRun, utcnow
-from . import notify
 from ..errors import BackupError
 from .retention import BackupDescriptor
-from .settings import ScheduleSettings, claim_missed_alert, load_settings, next_run_at
+from .settings import ScheduleSettings, load_settings, next_run_at
 from ..service import BackupService
-
-log = logging.getLogger(__name__)
 
 STALE_FACTOR = 1.5
 FINISHED = ("succeeded", "failed")
@@ -85,11 +83,6 @@ def _last_verification() -> BackupRecord | None:
                               .order_by(BackupRecord.verified_at.desc()).limit(1)).scalars().first()
 
 
-def _run_in_progress() -> bool:
-    return db.session.execute(select(ScheduledRun.id).where(ScheduledRun.status == "running").limit(1)).first() \
-        is not None
-
-
 def _run_dict(run: ScheduledRun | None) -> dict | None:
     if run is None:
         return None
@@ -128,7 +121,7 @@ def evaluate(settings: ScheduleSettings, last_success_at: datetime | None, last_
 
 
 def assess(now: datetime | None = None) -> Health:
-    """The current health of backups, from the database and the backup store."""
+    """The current health of backups, from the database and the backup store (reads only)."""
     now = now or utcnow()
     settings = load_settings()
     try:
@@ -142,24 +135,3 @@ def assess(now: datetime | None = None) -> Health:
     last_verification = (record.filename, bool(record.verified)) if record is not None else None
     return evaluate(settings, last_success_at, _run_dict(_last_finished_run()), last_verification, now)
 
-
-def alert_if_missed(now: datetime | None = None) -> Health:
-    """Assess health and, for a missed schedule, send the one alert e-mail of this episode.
-
-    Exactly one instance sends it (a conditional UPDATE of ``missed_alert_at``); the next
-    alert can only follow a successful backup newer than this one.
-    """
-    now = now or utcnow()
-    health = assess(now)
-    if not health.alert_due or _run_in_progress():
-        # A run under way may be about to end the drought: no alarm while it has its chance.
-        return health
-    settings = load_settings()
-    if not settings.wants_mail(succeeded=False):
-        return health
-    if not claim_missed_alert(health.last_success_at, now):
-        return health
-    subject, body = notify.compose_missed_mail(settings, health.reason, health.last_success_at, health.next_run_at)
-    if not notify.deliver(settings.notify_emails, subject, body):
-        log.warning("the missed-schedule alert could not be sent; it will not be retried for this episode")
-    return health

@@ -28,7 +28,7 @@ from flask import current_app
 from ...extensions import db
 from ...models import BackupRecord
 from .. import audit
-from ..jobs import runner as jobs
+from ..jobs.lock import acquire_exclusive, release_exclusive
 from ..errors import BackupNotFoundError
 from ..service import BackupService
 
@@ -225,7 +225,7 @@ def prune(policy: RetentionPolicy, now: datetime, *, dry_run: bool, actor: str |
         return PruneResult(True, plan.delete, plan.keep, policy)
 
     lock_id = str(uuid.uuid4())
-    jobs.acquire_exclusive(lock_id)
+    acquire_exclusive(lock_id)
     deleted: list[str] = []
     try:
         plan, backups = _current_plan(service, policy, now)
@@ -245,5 +245,5 @@ def prune(policy: RetentionPolicy, now: datetime, *, dry_run: bool, actor: str |
                 "created_at": backup["created_at"], "trigger": backup["trigger"], "verified": backup["verified"],
             })
     finally:
-        jobs.release_exclusive(lock_id)
+        release_exclusive(lock_id)
     return PruneResult(False, deleted, plan.keep, policy)

@@ -1,27 +1,29 @@
-"""Scheduled backups: the run of one slot, exactly once, and the APScheduler wiring.
+"""Scheduled backups: the run of one slot, exactly once, and the missed-schedule alert.
 
-Every instance (each process of each host) may run an in-process scheduler, and
-cron may call ``flask backup run-scheduled`` too; the database decides who runs a
-slot. Each minute a runner reads the schedule from the database (so a schedule
-saved anywhere takes effect everywhere within a minute), finds the due slot, and
-tries to insert the ``scheduled_runs`` row for it. The unique ``slot`` column
-makes exactly one insert succeed: that instance makes the backup, verifies it,
-applies retention, records the outcome and sends the e-mail; the others skip.
+Every instance (each process of each host) may run an in-process scheduler
+(``wiring.py`` starts it), and cron may call ``flask backup run-scheduled`` too; the
+database decides who runs a slot. Each minute a runner reads the schedule from the
+database (so a schedule saved anywhere takes effect everywhere within a minute),
+finds the due slot, and tries to insert the ``scheduled_runs`` row for it. The
+unique ``slot`` column makes exactly one insert succeed: that instance makes the
+backup, verifies it, applies retention, records the outcome and sends the e-mail;
+the others skip.
 
 A slot that cannot start because another backup or restore holds the lock is
 *deferred*: its row stays, and a later tick takes it over with a conditional
 UPDATE (again, one winner).
+
+The same beat (``tick``, and ``run-scheduled``) watches for a missed schedule and
+sends its alert e-mail once per episode (``alert_if_missed``); reading the health
+(``health.assess``) never sends or writes anything.
 """
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import click
 import orjson
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -30,17 +32,14 @@ from ...extensions import db
 from ...models import ScheduledRun, utcnow
 from .. import audit
 from . import health, notify, retention
-from ..jobs import runner as jobs
+from ..jobs.lock import current_owner, owner_is_dead
 from ..errors import BackupError, ConflictError
-from .settings import ScheduleSettings, due_slot, load_settings, next_run_at
+from .settings import ScheduleSettings, claim_missed_alert, due_slot, load_settings, next_run_at
 from ..service import BackupService
+from ..verify import verify_listed_backup
 
 log = logging.getLogger(__name__)
 
-EXTENSION_KEY = "backup_scheduler"
-TICK_JOB_ID = "backup-schedule-tick"
-STARTUP_JOB_ID = "backup-schedule-startup"
-STARTUP_DELAY = timedelta(seconds=2)
 # A run with no sign of life for this long is taken to be dead even on another host.
 RUN_STALE_AFTER = timedelta(hours=12)
 ACTOR = "scheduler"
@@ -97,7 +96,7 @@ def claim_slot(slot: datetime, now: datetime) -> bool:
     Inserting the row is the claim (the unique index arbitrates); a deferred slot is
     taken over by a conditional UPDATE, which also has exactly one winner.
     """
-    owner = jobs.current_owner()
+    owner = current_owner()
     existing = db.session.execute(select(ScheduledRun).where(ScheduledRun.slot == slot)
                                   .execution_options(populate_existing=True)).scalars().first()
     if existing is None:
@@ -133,7 +132,7 @@ def fail_interrupted_runs(settings: ScheduleSettings, now: datetime) -> int:
     count = 0
     running = db.session.execute(select(ScheduledRun).where(ScheduledRun.status == "running")).scalars().all()
     for run in running:
-        if not (jobs.owner_is_dead(run.owner) or run.started_at < now - RUN_STALE_AFTER):
+        if not (owner_is_dead(run.owner) or run.started_at < now - RUN_STALE_AFTER):
             continue
         message = f"Interrupted: the process running it ({run.owner}) stopped before it finished."
         result = db.session.execute(update(ScheduledRun).where(ScheduledRun.id == run.id,
@@ -157,22 +156,13 @@ def _give_up_older_deferred(slot: datetime) -> None:
 
 # --- Running a slot -------------------------------------------------------------------
 
-def verify_new_backup(filename: str) -> dict:
-    """Check the new archive (checksums, signature, test restore) and record the result on it.
-
-    Returns the verification (``ok``, ``error``, details); never raises for a bad archive.
-    """
-    from ..verify import verify_listed_backup  # imported late: verify pulls in the whole restore engine
-
-    return verify_listed_backup(filename, actor=None)
-
-
 def _make_verified_backup(report: notify.RunReport) -> None:
     job = BackupService().start_create("scheduled", None, wait=True)
     report.backup = orjson.loads(job.result) if isinstance(job.result, str) else job.result
     filename = report.backup["filename"]
     try:
-        verification = verify_new_backup(filename)
+        # Checksums, signature and a test restore, recorded on the backup; a bad archive does not raise.
+        verification = verify_listed_backup(filename, actor=None)
     except Exception as exc:  # could not even try: as bad as failing, the backup is unproven
         raise VerificationFailed(f"The new backup {filename} could not be verified: {exc}") from exc
     report.verified, report.verification = bool(verification.get("ok")), verification
@@ -193,7 +183,7 @@ def _apply_retention(settings: ScheduleSettings, report: notify.RunReport, now: 
 
 
 def _run_claimed_slot(settings: ScheduleSettings, slot: datetime, now: datetime) -> SlotOutcome:
-    report = notify.RunReport(slot=slot, started_at=utcnow(), owner=jobs.current_owner())
+    report = notify.RunReport(slot=slot, started_at=utcnow(), owner=current_owner())
     try:
         _make_verified_backup(report)
         _apply_retention(settings, report, now)
@@ -246,7 +236,7 @@ def _report_database_failure(exc: Exception, now: datetime) -> SlotOutcome:
     message = f"The database could not be read: {exc}"
     if not first_time:
         return SlotOutcome("failed", slot, message)
-    report = notify.RunReport(slot=slot, started_at=now, finished_at=utcnow(), owner=jobs.current_owner(),
+    report = notify.RunReport(slot=slot, started_at=now, finished_at=utcnow(), owner=current_owner(),
                               error=message, error_kind="database")
     notify.notify_run(cached, report)
     return SlotOutcome("failed", slot, message, report)
@@ -295,7 +285,7 @@ def tick(app, now: datetime | None = None) -> SlotOutcome | None:
         except Exception:  # the top of a background job: log, and let the next tick try again
             log.exception("scheduled backup tick failed")
         try:
-            health.alert_if_missed(now)
+            alert_if_missed(now)
         except Exception:
             log.exception("missed-schedule check failed")
         finally:
@@ -303,76 +293,36 @@ def tick(app, now: datetime | None = None) -> SlotOutcome | None:
         return outcome
 
 
+def _run_in_progress() -> bool:
+    return db.session.execute(select(ScheduledRun.id).where(ScheduledRun.status == "running").limit(1)).first() \
+        is not None
+
+
+def alert_if_missed(now: datetime | None = None) -> health.Health:
+    """Assess health and, for a missed schedule, send the one alert e-mail of this episode.
+
+    Called by every tick and by ``flask backup run-scheduled``, never by a page or a monitor:
+    reading the health changes nothing. Exactly one instance sends the alert (a conditional
+    UPDATE of ``missed_alert_at``); the next can only follow a successful backup newer than it.
+    """
+    now = now or utcnow()
+    state = health.assess(now)
+    if not state.alert_due or _run_in_progress():
+        # A run under way may be about to end the drought: no alarm while it has its chance.
+        return state
+    settings = load_settings()
+    if not settings.wants_mail(succeeded=False):
+        return state
+    if not claim_missed_alert(state.last_success_at, now):
+        return state
+    subject, body = notify.compose_missed_mail(settings, state.reason, state.last_success_at, state.next_run_at)
+    if not notify.deliver(settings.notify_emails, subject, body):
+        log.warning("the missed-schedule alert could not be sent; it will not be retried for this episode")
+    return state
+
+
 def recent_runs(limit: int = 10) -> list[dict]:
     """The latest scheduled runs, newest slot first (for the schedule page)."""
     rows = db.session.execute(select(ScheduledRun).order_by(ScheduledRun.slot.desc()).limit(limit)).scalars()
     return [{"slot": run.slot, "status": run.status, "owner": run.owner, "started_at": run.started_at,
              "finished_at": run.finished_at, "filename": run.filename, "error": run.error} for run in rows]
-
-
-# --- APScheduler wiring ---------------------------------------------------------------
-
-def should_start(app) -> tuple[bool, str]:
-    """Whether this process should run the in-process scheduler, and why (or why not).
-
-    Off when ``SCHEDULER_ENABLED`` is False (tests), ``ENABLE_AUTO_BACKUP`` is false,
-    the app is built for a CLI command other than ``flask run`` (``flask db upgrade``,
-    ``flask backup run-scheduled``...), or this is the watcher process of the reloader.
-    """
-    if app.config.get("SCHEDULER_ENABLED") is False:
-        return False, "SCHEDULER_ENABLED is False"
-    if not app.config.get("ENABLE_AUTO_BACKUP", True):
-        return False, "ENABLE_AUTO_BACKUP is false"
-    if app.extensions.get(EXTENSION_KEY) is not None:
-        return False, "already running for this app"
-    # Flask loads the app inside the click context of the command being run: `flask run`
-    # loads it in the run command itself, any other command while resolving its name
-    # (or in its own context). A WSGI server or plain Python has no click context.
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None:
-        if ctx.command.name != "run":
-            return False, "a CLI command other than `flask run`"
-        if os.environ.get("WERKZEUG_RUN_MAIN") != "true":
-            from flask.helpers import get_debug_flag
-
-            reload = ctx.params.get("reload")
-            if reload is None:
-                reload = get_debug_flag()
-            if reload:
-                return False, "the reloader's watcher process (its child serves and schedules)"
-    return True, "serving"
-
-
-def start_for_app(app):
-    """Start the in-process scheduler when this instance should run one; returns it or None."""
-    start, reason = should_start(app)
-    if not start:
-        log.debug("backup scheduler not started: %s", reason)
-        return None
-    from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.triggers.cron import CronTrigger
-
-    scheduler = BackgroundScheduler(timezone="UTC", daemon=True,
-                                    job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 50})
-    scheduler.add_job(tick, CronTrigger(second=0, timezone="UTC"), args=[app], id=TICK_JOB_ID,
-                      replace_existing=True, name="scheduled backups: run the due slot")
-    # One early beat, so a slot missed while the instance was down runs now, not at the next minute.
-    scheduler.add_job(tick, "date", run_date=utcnow() + STARTUP_DELAY, args=[app], id=STARTUP_JOB_ID,
-                      replace_existing=True, name="scheduled backups: catch up after start")
-    scheduler.start()
-    app.extensions[EXTENSION_KEY] = scheduler
-    atexit.register(_shutdown, scheduler)
-    log.info("backup scheduler started in %s", jobs.current_owner())
-    return scheduler
-
-
-def stop_for_app(app) -> None:
-    """Stop this app's in-process scheduler, if it runs."""
-    scheduler = app.extensions.pop(EXTENSION_KEY, None)
-    if scheduler is not None:
-        _shutdown(scheduler)
-
-
-def _shutdown(scheduler) -> None:
-    if scheduler.running:
-        scheduler.shutdown(wait=False)

@@ -17,10 +17,12 @@ serialised by the database lock.
 
 Credentials come from boto3's default chain (environment, shared files, SSO,
 container or instance role); the region from the usual boto3 settings
-(``AWS_DEFAULT_REGION``, the profile), else ``us-east-1``.
+(``AWS_DEFAULT_REGION``, the profile), else ``us-east-1``. What S3's errors mean to
+the operator is in ``s3_errors``; ``open_parts`` reads through ``ranges.RangedReader``.
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -36,19 +38,12 @@ import boto3
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ParamValidationError,
-    PartialCredentialsError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import BackupError, BackupNotFoundError, StorageError
-from .base import PendingFile, Storage, StoredFile, _is_plain_name
+from ..errors import BackupNotFoundError, StorageError
+from .base import PendingFile, Storage, StoredFile, is_plain_name
+from .ranges import RangedReader
+from .s3_errors import CLASH_CODES, NOT_FOUND_CODES, error_code, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +51,6 @@ STALE_UPLOAD_AGE = timedelta(hours=1)
 # What one ranged GET of ``open_parts`` fetches at least: a ZIP's directory and a small
 # member near its end usually take three.
 RANGE_READ_BYTES = 64 * 1024
-
-# What each action needs in IAM, named in "access denied" messages.
-_PERMISSIONS = {
-    "list": "s3:ListBucket",
-    "read": "s3:GetObject",
-    "write": "s3:PutObject",
-    "delete": "s3:DeleteObject",
-    "clean up": "s3:ListBucketMultipartUploads and s3:AbortMultipartUpload",
-}
-_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-                     "TokenRefreshRequired", "InvalidClientTokenId"}
-_CLASH_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-_NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 
 _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
@@ -132,11 +114,6 @@ def _prepare_client(client) -> None:
                                     unique_id=f"cyberquest-if-none-match-{operation}")
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code") or exc.response.get("ResponseMetadata", {})
-               .get("HTTPStatusCode") or "")
-
-
 class S3Storage(Storage):
     """Objects ``<prefix>/<name>`` in one bucket."""
 
@@ -161,7 +138,7 @@ class S3Storage(Storage):
     # --- names -------------------------------------------------------------------------
 
     def _key(self, name: str) -> str:
-        if not isinstance(name, str) or not _is_plain_name(name) or name.startswith("."):
+        if not is_plain_name(name):
             raise BackupNotFoundError(f"No backup is named {name!r}.")
         return f"{self.prefix}/{name}" if self.prefix else name
 
@@ -171,7 +148,7 @@ class S3Storage(Storage):
 
     def _name_of(self, key: str) -> str | None:
         name = key[len(self._list_prefix):]
-        if "/" in name or name.startswith(".") or not _is_plain_name(name):
+        if not is_plain_name(name):
             return None  # deeper "folders" and hidden objects are not ours
         return name
 
@@ -199,7 +176,7 @@ class S3Storage(Storage):
         try:
             yield
         except ClientError as exc:
-            if _code(exc) in _NOT_FOUND_CODES:
+            if error_code(exc) in NOT_FOUND_CODES:
                 self._not_found(name)
             raise self._error("read", exc) from exc
         except BotoCoreError as exc:
@@ -222,7 +199,7 @@ class S3Storage(Storage):
             return fh
         except BaseException as exc:
             fh.close()
-            if isinstance(exc, ClientError) and _code(exc) in _NOT_FOUND_CODES:
+            if isinstance(exc, ClientError) and error_code(exc) in NOT_FOUND_CODES:
                 self._not_found(name)
             if isinstance(exc, (ClientError, BotoCoreError)):
                 raise self._error("read", exc) from exc
@@ -232,7 +209,8 @@ class S3Storage(Storage):
 
     def open_parts(self, entry: StoredFile) -> BinaryIO:
         """A seekable reader of the object that fetches only what is read, with ranged GETs."""
-        return io.BufferedReader(_ObjectRanges(self, entry), buffer_size=RANGE_READ_BYTES)
+        fetch = functools.partial(self._get_range, entry.name)
+        return io.BufferedReader(RangedReader(entry.size, fetch), buffer_size=RANGE_READ_BYTES)
 
     def _get_range(self, name: str, first: int, last: int) -> bytes:
         key = self._key(name)
@@ -271,8 +249,8 @@ class S3Storage(Storage):
                         self.client.upload_fileobj(body, self.bucket, key, Config=self.transfer_config)
                     return name
                 except ClientError as exc:
-                    code = _code(exc)
-                    if code in _CLASH_CODES:
+                    code = error_code(exc)
+                    if code in CLASH_CODES:
                         break  # taken since the check: try the next name
                     if code == "NotImplemented" and _conditional_puts.get(self.client):
                         log.warning("the S3 store %s does not support conditional writes (If-None-Match); "
@@ -292,7 +270,7 @@ class S3Storage(Storage):
             self.client.head_object(Bucket=self.bucket, Key=key)
             return True
         except ClientError as exc:
-            if _code(exc) in _NOT_FOUND_CODES:
+            if error_code(exc) in NOT_FOUND_CODES:
                 return False
             raise self._error("write", exc) from exc
         except BotoCoreError as exc:
@@ -322,7 +300,7 @@ class S3Storage(Storage):
                                                            UploadId=upload["UploadId"])
                         aborted += 1
                     except ClientError as exc:
-                        if _code(exc) != "NoSuchUpload":  # finished or aborted by someone else meanwhile
+                        if error_code(exc) != "NoSuchUpload":  # finished or aborted by someone else meanwhile
                             raise
         except (ClientError, BotoCoreError) as exc:
             raise self._error("clean up", exc) from exc
@@ -355,42 +333,8 @@ class S3Storage(Storage):
             raise self._error("read", exc) from exc
         raise BackupNotFoundError(f"No backup is named {name!r}.")
 
-    def _error(self, action: str, exc: Exception) -> BackupError:
-        bucket = self.bucket
-        if isinstance(exc, ClientError):
-            code = _code(exc)
-            message = exc.response.get("Error", {}).get("Message") or ""
-            if code == "NoSuchBucket" or (code in _NOT_FOUND_CODES and exc.operation_name == "HeadBucket"):
-                return StorageError(f"The S3 bucket '{bucket}' does not exist; create it or fix BACKUP_S3_BUCKET.")
-            if code in ("AccessDenied", "403", "AllAccessDisabled", "Forbidden"):
-                return StorageError(f"Access to the S3 bucket '{bucket}' was denied ({action}); grant the app's "
-                                    f"credentials {_PERMISSIONS[action]} on it, or fix the credentials boto3 finds.")
-            if code in _CREDENTIAL_CODES:
-                return StorageError(f"S3 rejected the credentials ({code}); fix AWS_ACCESS_KEY_ID and "
-                                    "AWS_SECRET_ACCESS_KEY, or the profile or role boto3 uses.")
-            if code == "InvalidBucketName":
-                return StorageError(f"'{bucket}' is not a valid S3 bucket name; fix BACKUP_S3_BUCKET.")
-            detail = f"{code}: {message}" if message else code
-            return StorageError(f"S3 refused to {action} in the bucket '{bucket}' ({detail}); "
-                                "check the bucket and the BACKUP_S3_* settings.")
-        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-            return StorageError("No usable AWS credentials were found for S3; set AWS_ACCESS_KEY_ID and "
-                                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or give the machine an IAM role.")
-        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
-            where = self.endpoint_url or "AWS S3"
-            return StorageError(f"The S3 endpoint {where} cannot be reached; check BACKUP_S3_ENDPOINT_URL "
-                                "and the network.")
-        if isinstance(exc, ReadTimeoutError):
-            where = self.endpoint_url or "AWS S3"
-            return StorageError(f"The S3 endpoint {where} stopped answering; check the store's health and "
-                                "the network, then try again.")
-        if isinstance(exc, ParamValidationError) and "bucket" in str(exc).lower():
-            return StorageError(f"'{bucket}' is not a valid S3 bucket name; fix BACKUP_S3_BUCKET.")
-        if isinstance(exc, S3UploadFailedError):
-            return StorageError(f"The upload to the S3 bucket '{bucket}' failed ({exc}); check the bucket and "
-                                "the BACKUP_S3_* settings.")
-        return StorageError(f"S3 could not {action} in the bucket '{bucket}' ({exc}); check the BACKUP_S3_* "
-                            "settings and the network.")
+    def _error(self, action: str, exc: Exception) -> StorageError:
+        return storage_error(action, exc, self.bucket, self.endpoint_url)
 
 
 def _mtime_ns(value: datetime) -> int:
@@ -398,35 +342,3 @@ def _mtime_ns(value: datetime) -> int:
     # service's metadata cache compares the two.
     return int(value.timestamp()) * 1_000_000_000
 
-
-class _ObjectRanges(io.RawIOBase):
-    """An S3 object of known size as a seekable raw stream; each read is one ranged GET."""
-
-    def __init__(self, storage: S3Storage, entry: StoredFile):
-        super().__init__()
-        self._storage, self._name, self._size, self._position = storage, entry.name, entry.size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
-
-    def readinto(self, buffer) -> int:
-        if self._position >= self._size or not len(buffer):
-            return 0
-        data = self._storage._get_range(self._name, self._position,
-                                        min(self._position + len(buffer), self._size) - 1)
-        buffer[:len(data)] = data
-        self._position += len(data)
-        return len(data)

@@ -70,7 +70,7 @@ def save_backup_schedule():
 @admin_required
 def backup_health():
     """200 when backups are healthy, else 503; the body says why. Sends the missed-schedule alert once."""
-    state = health.alert_if_missed(utcnow())
+    state = health.assess(utcnow())
     if wants_json():
         return jsonify(state.to_dict()), state.http_status
     return render_template("backup/schedule_health.html", health=state), state.http_status
