@@ -17,7 +17,8 @@ from werkzeug.serving import make_server
 
 from app.cli import create_account
 from app.extensions import db
-from tests.conftest import ADMIN_PASSWORD, REQUIRE_SERVICES, build_app
+from support.app import ADMIN_PASSWORD, build_app
+from support.services import REQUIRE_SERVICES
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -5,7 +5,8 @@ from app.auth.service import GENERIC_LOGIN_ERROR
 from app.extensions import db
 from app.models import LoginAttempt
 from app.cli import create_account
-from tests.conftest import USER_PASSWORD, build_app, csrf_token_from, flashes, login, test_settings
+from support.app import USER_PASSWORD, build_app, test_settings
+from support.web import csrf_token_from, flashes, login
 
 
 

@@ -5,7 +5,9 @@ from datetime import timedelta
 from app.auth.service import GENERIC_LOGIN_ERROR
 from app.extensions import db
 from app.models import EmailVerification, User
-from tests.conftest import csrf_token_from, flashes, free_port, login, mail_text
+from support.mail import mail_text
+from support.services import free_port
+from support.web import csrf_token_from, flashes, login
 
 VERIFY_LINK = re.compile(r"http://localhost/auth/verify-email/([0-9a-f]{64})")
 

@@ -5,7 +5,9 @@ from datetime import timedelta
 from app.auth.service import GENERIC_LOGIN_ERROR, MAX_LINK_MAILS_PER_HOUR
 from app.extensions import db
 from app.models import PasswordResetToken
-from tests.conftest import USER_PASSWORD, csrf_token_from, flashes, login, mail_text
+from support.app import USER_PASSWORD
+from support.mail import mail_text
+from support.web import csrf_token_from, flashes, login
 
 RESET_LINK = re.compile(r"http://localhost/auth/reset-password/([0-9a-f]{64})")
 NEW_PASSWORD = "brand-new-password-2"

@@ -19,8 +19,8 @@ from app.backup.service import BackupService, app_info, backup_name_candidates, 
 from app.backup.storage.base import LocalStorage
 from app.extensions import db
 from app.models import data_tables
-from tests.backup_support import (archive_members, database_rows, parse_rows, seed_sample_rows)
-from tests.conftest import build_app
+from support.backup import (archive_members, database_rows, parse_rows, seed_sample_rows)
+from support.app import build_app
 
 METADATA_TYPES = {
     "format_version": int, "created_at": str, "created_by": (str, type(None)), "trigger": str, "tables": list,

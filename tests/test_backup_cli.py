@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from app.backup.jobs import runner as jobs
-from tests.backup_support import seed_sample_rows
+from support.backup import seed_sample_rows
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.backup.jobs import runner as jobs
-from tests.backup_support import seed_sample_rows
-from tests.conftest import csrf_token_from
+from support.backup import seed_sample_rows
+from support.web import csrf_token_from
 
 JSON = {"Accept": "application/json"}
 

@@ -18,8 +18,9 @@ from app.backup.errors import BackupError, BackupNotFoundError, ConflictError, S
 from app.backup.service import BackupService, metadata_cache_info
 from app.extensions import db
 from app.models import BackupRecord
-from tests.backup_support import archive_members, resign, seed_sample_rows, write_zip
-from tests.conftest import build_app, service_unavailable, test_settings
+from support.backup import archive_members, resign, seed_sample_rows, write_zip
+from support.app import build_app, test_settings
+from support.services import service_unavailable
 
 
 def backup_dir(app) -> Path:

@@ -12,8 +12,8 @@ from playwright.sync_api import expect
 from app.backup.service import BackupService
 from app.extensions import db
 from app.models import User
-from tests.backup_support import seed_sample_rows
-from tests.conftest import count_rows
+from support.backup import seed_sample_rows
+from support.app import count_rows
 
 pytest_plugins = ["tests.browser_support"]
 

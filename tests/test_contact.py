@@ -3,7 +3,7 @@ import html
 
 from app.extensions import db
 from app.models import ContactSubmission
-from tests.conftest import csrf_token_from
+from support.web import csrf_token_from
 
 
 def submissions(app) -> list[ContactSubmission]:

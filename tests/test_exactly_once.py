@@ -16,8 +16,9 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditLog, ScheduledRun, utcnow
-from tests.conftest import build_app
-from tests.test_schedule_support import database_url, listed, message_text, save_schedule, send_mail_to  # noqa: F401
+from support.app import build_app
+from support.mail import message_text, send_mail_to
+from support.schedule import listed, save_schedule
 
 REPO = Path(__file__).resolve().parent.parent
 PROCESSES = 4

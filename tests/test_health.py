@@ -8,15 +8,9 @@ from app.backup.schedule import health
 from app.backup.schedule.settings import ScheduleSettings
 from app.extensions import db
 from app.models import BackupSchedule, ScheduledRun, utcnow
-from tests.conftest import login
-from tests.test_schedule_support import (  # noqa: F401
-    backup_at,
-    database_url,
-    message_text,
-    save_schedule,
-    sched_app,
-    send_mail_to,
-)
+from support.web import login
+from support.mail import message_text, send_mail_to
+from support.schedule import backup_at, save_schedule
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
 LONG_AGO = NOW - timedelta(days=100)

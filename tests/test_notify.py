@@ -7,7 +7,7 @@ from sqlalchemy.exc import OperationalError
 from app.backup.schedule import notify
 from app.backup.errors import BackupError, ConflictError, StorageError
 from app.backup.schedule.settings import ScheduleSettings
-from tests.test_schedule_support import message_text
+from support.mail import message_text
 
 SLOT = datetime(2026, 11, 26, 2, tzinfo=timezone.utc)
 NOTIFY_ALWAYS = ScheduleSettings(enabled=True, notify_emails=("ops@example.com", "cto@example.com"),

@@ -6,8 +6,8 @@ import pytest
 
 from app.backup.archive import format
 from app.backup.service import schema_revision
-from fixtures.archives import as_archive_rows, build_archive, expected_rows, legacy_archive, sample_tables, snapshot
-from fixtures.restoring import backup_names, create_backup
+from support.archives import as_archive_rows, build_archive, expected_rows, legacy_archive, sample_tables, snapshot
+from support.restoring import backup_names, create_backup
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from app.cli import create_account
 from app.extensions import db
 from app.models import ContactSubmission, User
 from app.security import issue_api_token
-from conftest import build_app
-from fixtures.archives import as_archive_rows, build_archive, data_bytes, expected_rows, generated_tables
-from fixtures.restoring import restore_listed, restore_upload
+from support.app import build_app
+from support.archives import as_archive_rows, build_archive, data_bytes, expected_rows, generated_tables
+from support.restoring import restore_listed, restore_upload
 
 
 def make_app(tmp_path, url, label):

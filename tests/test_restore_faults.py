@@ -28,9 +28,9 @@ from app.backup.service import schema_revision
 from app.cli import create_account
 from app.extensions import db
 from app.models import BackupJob
-from conftest import build_app
-from fixtures.archives import as_archive_rows, build_archive, generated_tables, snapshot
-from fixtures.restoring import restore_upload
+from support.app import build_app
+from support.archives import as_archive_rows, build_archive, generated_tables, snapshot
+from support.restoring import restore_upload
 
 pytestmark = pytest.mark.slow
 

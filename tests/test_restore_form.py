@@ -19,10 +19,11 @@ from app.backup.jobs import runner as jobs
 from app.backup.service import BackupService
 from app.extensions import db
 from app.models import BackupJob, User
-from tests.backup_support import seed_sample_rows
-from tests.conftest import ADMIN_PASSWORD, count_rows, csrf_token_from
-from tests.fixtures.archives import legacy_archive, snapshot
-from tests.fixtures.restoring import backup_names
+from support.backup import seed_sample_rows
+from support.app import ADMIN_PASSWORD, count_rows
+from support.web import csrf_token_from
+from support.archives import legacy_archive, snapshot
+from support.restoring import backup_names
 
 PAGE = "/admin/system-backup"
 RESTORE = "/admin/restore-backup"

@@ -11,9 +11,10 @@ from app.backup.service import schema_revision
 from app.cli import create_account
 from app.extensions import db
 from app.models import BackupJob, OperationLock, utcnow
-from conftest import ADMIN_PASSWORD, csrf_token_from, login
-from fixtures.archives import as_archive_rows, build_archive, expected_rows, sample_tables, snapshot
-from fixtures.restoring import backup_names, create_backup, restore_listed, restore_upload
+from support.app import ADMIN_PASSWORD
+from support.web import csrf_token_from, login
+from support.archives import as_archive_rows, build_archive, expected_rows, sample_tables, snapshot
+from support.restoring import backup_names, create_backup, restore_listed, restore_upload
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from app.backup.archive import format
 from app.backup.service import schema_revision
 from app.extensions import db
-from conftest import build_app
-from fixtures.archives import build_archive, generated_tables
+from support.app import build_app
+from support.archives import build_archive, generated_tables
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,10 @@ from app.cli import create_account
 from app.extensions import db
 from app.models import ApiToken, AuditLog, ContactSubmission, EmailVerification, LoginAttempt, User
 from app.security import hash_password
-from conftest import login
-from fixtures.archives import (as_archive_rows, build_archive, expected_rows, legacy_archive, restore_order,
+from support.web import login
+from support.archives import (as_archive_rows, build_archive, expected_rows, legacy_archive, restore_order,
                                sample_tables, snapshot)
-from fixtures.restoring import backup_names, create_backup, restore_listed, restore_upload
+from support.restoring import backup_names, create_backup, restore_listed, restore_upload
 
 
 @pytest.fixture
@@ -321,7 +321,7 @@ def test_original_archive_without_table_list_restores(app, client, env, tmp_path
     for key in ("tables_included", "record_counts"):
         metadata.pop(key)
     members[format.METADATA_MEMBER] = orjson.dumps(metadata)
-    from fixtures.archives import write_zip
+    from support.archives import write_zip
 
     write_zip(archive, list(members.items()))
     result = result_of(restore_upload(client, env["headers"], archive, trust_unsigned="1", mode="merge"))

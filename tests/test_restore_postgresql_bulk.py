@@ -24,8 +24,9 @@ from app.backup.service import schema_revision
 from app.cli import create_account
 from app.extensions import db
 from app.security import issue_api_token
-from conftest import POSTGRES_URL, build_app
-from fixtures.archives import as_archive_rows, build_archive, expected_rows, generated_tables, snapshot
+from support.app import build_app
+from support.services import POSTGRES_URL
+from support.archives import as_archive_rows, build_archive, expected_rows, generated_tables, snapshot
 
 pytestmark = pytest.mark.postgres
 

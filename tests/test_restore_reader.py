@@ -6,7 +6,7 @@ import pytest
 from app.backup.archive import format
 from app.backup.archive.reader import END, ROWS, TABLE, Archive, LayoutMismatch, Limits
 from app.backup.service import BackupService
-from fixtures.archives import build_archive, generated_tables, sample_tables
+from support.archives import build_archive, generated_tables, sample_tables
 
 KEY = b"reader-test-key"
 LIMITS = Limits(max_size=2**30, max_decompressed=2**32, max_ratio=100)

@@ -18,7 +18,7 @@ from app.backup.archive import format
 from app.backup.service import BackupService, schema_revision
 from app.extensions import db
 from app.models import ContactSubmission
-from fixtures.archives import build_archive, data_bytes, legacy_archive, sample_tables, snapshot, write_zip
+from support.archives import build_archive, data_bytes, legacy_archive, sample_tables, snapshot, write_zip
 
 
 @pytest.fixture

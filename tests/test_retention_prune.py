@@ -9,7 +9,7 @@ from app.backup.schedule import retention
 from app.backup.schedule.settings import load_settings
 from app.extensions import db
 from app.models import AuditLog, utcnow
-from tests.test_schedule_support import backup_at, database_url, listed, save_schedule, sched_app  # noqa: F401
+from support.schedule import backup_at, listed, save_schedule
 
 
 def prune_json(app, *args) -> dict:
@@ -64,7 +64,7 @@ def test_plain_output_names_each_file(sched_app):
 
 
 def test_gfs_layers_are_configured_through_the_app_settings(tmp_path):
-    from tests.conftest import build_app
+    from support.app import build_app
 
     app = build_app(tmp_path, BACKUP_KEEP_DAILY=3, BACKUP_KEEP_WEEKLY=0, BACKUP_KEEP_MONTHLY=0)
     now = utcnow()

@@ -25,8 +25,9 @@ from app.extensions import db
 from app.models import User
 from app.security import issue_api_token
 
-from tests.backup_support import seed_sample_rows
-from tests.conftest import build_app, count_rows, free_port
+from support.backup import seed_sample_rows
+from support.app import build_app, count_rows
+from support.services import free_port
 
 BUCKET = "cq-backups"
 PREFIX = "team/backups"
@@ -229,7 +230,7 @@ def test_open_read_file_is_anonymous_and_gone_after_close(s3, storage):
 
 def test_reading_an_archives_metadata_fetches_only_its_directory_and_that_member(s3, storage, tmp_path):
     from app.backup.archive.writer import read_metadata
-    from fixtures.archives import build_archive, generated_tables
+    from support.archives import build_archive, generated_tables
 
     archive = build_archive(tmp_path / "big.zip", generated_tables(users=2_000, attempts=40_000), key=None)
     name = write(storage, archive.read_bytes(), names=("big.zip",))

@@ -157,7 +157,7 @@ def test_parse_emails_accepts_lists_and_separators():
 # --- Storage ------------------------------------------------------------------------
 
 def test_defaults_come_from_config_until_saved(tmp_path):
-    from tests.conftest import build_app
+    from support.app import build_app
 
     app = build_app(tmp_path, BACKUP_RETENTION_DAYS=45)
     with app.app_context():

@@ -4,8 +4,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditLog
-from tests.conftest import csrf_token_from
-from tests.test_schedule_support import database_url, sched_app  # noqa: F401
+from support.web import csrf_token_from
 
 FULL = {"enabled": True, "frequency": "weekly", "time": "03:30", "weekday": 2, "day_of_month": 15,
         "retention_days": 14, "keep_last": 5, "notify_emails": ["ops@example.com"], "notify_on": "always"}

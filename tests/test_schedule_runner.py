@@ -15,16 +15,9 @@ from app.backup.schedule import runner as scheduler
 from app.backup.service import BackupService
 from app.extensions import db
 from app.models import AuditLog, BackupRecord, ScheduledRun, data_tables, utcnow
-from tests.conftest import build_app
-from tests.test_schedule_support import (  # noqa: F401
-    backup_at,
-    database_url,
-    listed,
-    message_text,
-    save_schedule,
-    sched_app,
-    send_mail_to,
-)
+from support.app import build_app
+from support.mail import message_text, send_mail_to
+from support.schedule import backup_at, listed, save_schedule
 
 
 def in_force(app, **fields):

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from app.backup.schedule import runner as scheduler
 from app.extensions import db
 from app.models import ScheduledRun, utcnow
-from tests.conftest import build_app, free_port
-from tests.test_schedule_support import save_schedule
+from support.app import build_app
+from support.services import free_port
+from support.schedule import save_schedule
 
 REPO = Path(__file__).resolve().parent.parent
 

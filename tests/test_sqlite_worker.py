@@ -21,7 +21,7 @@ from app.backup.archive.reader import Archive, Limits
 from app.backup.restore.engine import RestoreOptions, restore_archive
 from app.backup.dialects.sqlite_worker import SQLiteWorker, WorkerDied
 from app.extensions import db
-from fixtures.archives import as_archive_rows, build_archive, expected_rows, generated_tables, sample_tables
+from support.archives import as_archive_rows, build_archive, expected_rows, generated_tables, sample_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ from app.backup.archive import format
 from app.backup.service import schema_revision
 from app.extensions import db
 from app.models import BackupJob
-from fixtures.archives import build_archive, legacy_archive, sample_tables, snapshot
-from fixtures.restoring import create_backup
+from support.archives import build_archive, legacy_archive, sample_tables, snapshot
+from support.restoring import create_backup
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_verifying_an_unknown_backup_is_404(app, client, env):
 
 
 def test_verify_in_a_browser_flashes_the_outcome(app, admin_client, env):
-    from conftest import csrf_token_from
+    from support.web import csrf_token_from
 
     filename = create_backup(app)
     token = csrf_token_from(admin_client.get("/admin/").get_data(as_text=True))

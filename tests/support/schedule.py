@@ -1,4 +1,4 @@
-"""Helpers shared by the schedule, retention, health, notify and exactly-once tests (no tests here).
+"""Helpers shared by the schedule, retention, health, notify and exactly-once tests.
 
 Backups "from the past" are real signed archives whose metadata says when they were
 made, written through the app's own store: time is driven, never waited for.
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
 from sqlalchemy import update
 
 from app.backup.archive import writer as archive
@@ -15,34 +14,7 @@ from app.backup.schedule.settings import ScheduleSettings, load_settings, update
 from app.backup.service import BackupService, backup_name_candidates, snapshot_connection
 from app.extensions import db
 from app.models import BackupSchedule, data_tables, utcnow
-from tests.conftest import build_app
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """Each test using it runs on SQLite and on PostgreSQL (a throwaway database)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'schedule.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def sched_app(tmp_path, database_url):
-    """A migrated app on the parametrised database, with GFS layers off unless a test turns them on."""
-    app = build_app(tmp_path, database_url, BACKUP_KEEP_DAILY=0, BACKUP_KEEP_WEEKLY=0, BACKUP_KEEP_MONTHLY=0)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-def send_mail_to(app, smtp_server) -> list:
-    """Point ``app``'s mail at the real SMTP server (as the ``mailbox`` fixture does); returns its messages."""
-    smtp_server.messages.clear()
-    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port, MAIL_SUPPRESS_SEND=False)
-    state = app.extensions["mail"]
-    state.server, state.port, state.suppress = "127.0.0.1", smtp_server.port, False
-    return smtp_server.messages
+from support.restoring import backup_names
 
 
 def backup_at(app, created_at: datetime, *, trigger: str = "scheduled", verified: bool | None = True,
@@ -65,8 +37,7 @@ def backup_at(app, created_at: datetime, *, trigger: str = "scheduled", verified
 
 def listed(app) -> set[str]:
     """The filenames the app lists."""
-    with app.app_context():
-        return {b["filename"] for b in BackupService().list()}
+    return set(backup_names(app))
 
 
 def save_schedule(app, effective_from: datetime | None = None, **fields) -> ScheduleSettings:
@@ -77,13 +48,3 @@ def save_schedule(app, effective_from: datetime | None = None, **fields) -> Sche
             db.session.execute(update(BackupSchedule).values(updated_at=effective_from))
             db.session.commit()
         return load_settings()
-
-
-def message_text(envelope) -> str:
-    """The decoded text of a received message (headers and body)."""
-    import email
-    from email import policy
-
-    message = email.message_from_bytes(envelope.content, policy=policy.default)
-    body = message.get_body(preferencelist=("plain",))
-    return f"Subject: {message['Subject']}\n\n{body.get_content() if body else ''}"
