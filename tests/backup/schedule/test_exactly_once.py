@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -19,8 +18,8 @@ from app.models import AuditLog, ScheduledRun, utcnow
 from support.app import build_app
 from support.mail import message_text, send_mail_to
 from support.schedule import listed, save_schedule
+from support.processes import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PROCESSES = 4
 
 RUNNER = """

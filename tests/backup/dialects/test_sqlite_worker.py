@@ -22,8 +22,7 @@ from app.backup.restore.engine import RestoreOptions, restore_archive
 from app.backup.dialects.sqlite_worker import SQLiteWorker, WorkerDied
 from app.extensions import db
 from support.archives import as_archive_rows, build_archive, expected_rows, generated_tables, sample_tables
-
-ROOT = Path(__file__).resolve().parent.parent
+from support.processes import REPO as ROOT
 
 
 def small_database(path: Path) -> Path:

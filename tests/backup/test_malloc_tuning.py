@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from app.backup.malloc_tuning import environment
+from support.processes import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 WORKLOAD = """
 import queue, resource, sys, threading

@@ -1,8 +1,7 @@
 """Fixtures for the browser tests: the app on a real port, headless Chromium, pages that record errors.
 
-Loaded as a plugin by ``tests/test_browser.py`` (``pytest_plugins``). Chromium is
-Debian's ``/usr/bin/chromium`` driven by Playwright's sync API; ``playwright install``
-is never needed. Without Chromium the browser tests skip loudly, or fail under
+For every test in tests/browser/. Chromium is Debian's ``/usr/bin/chromium``
+driven by Playwright's sync API; ``playwright install`` is never needed. Without Chromium the browser tests skip loudly, or fail under
 REQUIRE_SERVICES=1 (CI), like the database tests do.
 """
 from __future__ import annotations

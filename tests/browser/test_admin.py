@@ -1,6 +1,6 @@
 """End-to-end tests in headless Chromium: login, admin panel, System Backup, logout.
 
-The app runs on a real port (``tests/browser_support.py``) and every page is
+The app runs on a real port (``tests/browser/conftest.py``) and every page is
 checked for console errors, uncaught exceptions and Content Security Policy
 violations: the CSP forbids inline scripts and styles, so a template that slips
 one in fails here.
@@ -20,8 +20,6 @@ from playwright.sync_api import expect
 from app.backup.service import BackupService
 from support.backup import seed_sample_rows
 from support.app import count_rows
-
-pytest_plugins = ["tests.browser_support"]
 
 pytestmark = pytest.mark.browser
 

@@ -1,7 +1,7 @@
 """The restore form of the System Backup page, driven as a browser would post it (Flask test client).
 
 Covers the panel's fields, the refusals a browser sees (flash + back to the page,
-nothing changed), Preview, and real restores. ``tests/test_restore_http.py``
+nothing changed), Preview, and real restores. ``test_restore_http.py``
 covers the same endpoint for scripts (JSON).
 """
 from __future__ import annotations

@@ -21,6 +21,7 @@ from app.models import BackupRecord
 from support.backup import archive_members, resign, seed_sample_rows, write_zip
 from support.app import build_app, test_settings
 from support.services import service_unavailable
+from support.processes import REPO
 
 
 def backup_dir(app) -> Path:
@@ -219,7 +220,7 @@ def test_a_killed_writer_leaves_no_listed_file_and_the_next_start_removes_its_pa
     app = build_app(tmp_path)
     store = backup_dir(app)
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(store)], stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).resolve().parent.parent)
+                              cwd=REPO)
     try:
         assert writer.stdout.readline().strip() == "writing"
         partials = os.listdir(store)

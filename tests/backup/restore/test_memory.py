@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,9 @@ from app.backup.service import schema_revision
 from app.extensions import db
 from support.app import build_app
 from support.archives import build_archive, generated_tables
+from support.processes import FLASK, REPO as ROOT
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parent.parent
-FLASK = str(Path(sys.executable).with_name("flask"))
 
 
 def peak_rss_mb(app, archive: Path) -> float:

@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,11 +30,10 @@ from app.models import BackupJob
 from support.app import build_app
 from support.archives import as_archive_rows, build_archive, generated_tables, snapshot
 from support.restoring import restore_upload
+from support.processes import FLASK, REPO as ROOT
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
-FLASK = str(Path(sys.executable).with_name("flask"))
 KILL_POINTS = 10
 SEED = 20261126
 

@@ -10,8 +10,7 @@ import orjson
 
 from app.backup.jobs import runner as jobs
 from support.backup import seed_sample_rows
-
-REPO = Path(__file__).resolve().parent.parent
+from support.processes import REPO
 
 
 def run(app, *args):

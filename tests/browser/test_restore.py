@@ -1,6 +1,6 @@
 """Restoring from the System Backup page in headless Chromium: choose, preview, restore, see the result.
 
-Uses the live server and page fixtures of ``tests/browser_support.py``; every
+Uses the live server and page fixtures of ``tests/browser/conftest.py``; every
 page is checked for console errors, uncaught exceptions and CSP violations.
 """
 from __future__ import annotations
@@ -14,8 +14,6 @@ from app.extensions import db
 from app.models import User
 from support.backup import seed_sample_rows
 from support.app import count_rows
-
-pytest_plugins = ["tests.browser_support"]
 
 pytestmark = pytest.mark.browser
 

@@ -16,8 +16,7 @@ from app.models import ScheduledRun, utcnow
 from support.app import build_app
 from support.services import free_port
 from support.schedule import save_schedule
-
-REPO = Path(__file__).resolve().parent.parent
+from support.processes import REPO
 
 
 def in_force(app):
