@@ -1,7 +1,6 @@
 """The System Backup HTTP face: JSON for scripts, HTML for the browser, guards and errors."""
 from __future__ import annotations
 
-import time
 import zipfile
 from io import BytesIO
 from pathlib import Path
@@ -10,22 +9,11 @@ import pytest
 
 from app.backup.jobs import runner as jobs
 from support.backup import seed_sample_rows
-from support.web import csrf_token_from
-
-JSON = {"Accept": "application/json"}
+from support.web import JSON, csrf_token_from, wait_for_job
 
 
 def create(client, headers, **fields):
     return client.post("/admin/create-backup", data={"wait": "1", **fields}, headers=headers)
-
-
-def wait_for_job(client, headers, job_id, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/admin/backup-jobs/{job_id}", headers=headers).get_json()["job"]
-        if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.05)
 
 
 def test_create_with_wait_lists_downloads_and_deletes(app, client, api_headers):

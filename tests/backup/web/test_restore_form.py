@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import io
 import re
-import time
 from html.parser import HTMLParser
 
 import pytest
@@ -21,13 +20,12 @@ from app.extensions import db
 from app.models import BackupJob, User
 from support.backup import seed_sample_rows
 from support.app import ADMIN_PASSWORD, count_rows
-from support.web import csrf_token_from
+from support.web import JSON, csrf_token_from, wait_for_job
 from support.archives import legacy_archive, snapshot
 from support.restoring import backup_names
 
 PAGE = "/admin/system-backup"
 RESTORE = "/admin/restore-backup"
-JSON = {"Accept": "application/json"}
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -128,19 +126,6 @@ def delete_user(app, user_id: int) -> None:
 def user_ids(app) -> list[int]:
     with app.app_context():
         return list(db.session.execute(sa.select(User.id).order_by(User.id)).scalars())
-
-
-def wait_for_job(admin_client, job_id: str, timeout: float = 30.0) -> dict:
-    """Poll the job's JSON state until it has finished (or fail after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = admin_client.get(f"/admin/backup-jobs/{job_id}", headers=JSON)
-        assert response.status_code == 200
-        job = response.get_json()["job"]
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        assert time.monotonic() < deadline, f"the job did not finish in {timeout} s: {job}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -318,7 +303,7 @@ def test_a_merge_restore_starts_and_completes(app, admin_client, listed):
     with app.app_context():
         job_id = db.session.execute(sa.select(BackupJob.id).filter_by(kind="restore")).scalar_one()
 
-    job = wait_for_job(admin_client, job_id)
+    job = wait_for_job(admin_client, JSON, job_id)
     assert job["status"] == "succeeded", job
     assert job["result"]["mode"] == "merge"
     assert job["result"]["tables"]["users"] == {"inserted": 1, "updated": 0, "skipped": 3, "deleted": 0}

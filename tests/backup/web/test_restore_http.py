@@ -12,7 +12,7 @@ from app.cli import create_account
 from app.extensions import db
 from app.models import BackupJob, OperationLock, utcnow
 from support.app import ADMIN_PASSWORD
-from support.web import csrf_token_from, login
+from support.web import csrf_token_from, login, wait_for_job
 from support.archives import as_archive_rows, build_archive, expected_rows, sample_tables, snapshot
 from support.restoring import backup_names, create_backup, restore_listed, restore_upload
 
@@ -26,16 +26,6 @@ def env(app, admin_user, api_headers):
 @pytest.fixture
 def archive(tmp_path, env):
     return build_archive(tmp_path / "a.zip", key=env["key"], schema_revision=env["revision"])
-
-
-def wait_for_job(client, headers, location: str, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(location, headers=headers).get_json()["job"]
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
 
 
 def test_without_wait_the_restore_runs_as_a_job(app, client, env, archive):
