@@ -1,10 +1,26 @@
-"""Fixtures of the backup tests: the schedule tests' app, on SQLite and on PostgreSQL."""
+"""Fixtures of the backup tests: what building archives for the ``app`` needs, and the schedule tests' app."""
 from __future__ import annotations
 
 import pytest
 
+from app.backup.archive import format
+from app.backup.service import schema_revision
 from app.extensions import db
 from support.app import build_app
+from support.archives import build_archive
+
+
+@pytest.fixture
+def env(app, admin_user, api_headers):
+    """The app's archive signing key and schema revision, and an admin's API headers."""
+    with app.app_context():
+        return {"key": format.signing_key(app.config), "revision": schema_revision(app), "headers": api_headers}
+
+
+@pytest.fixture
+def archive(tmp_path, env):
+    """A signed archive of the sample tables that the app accepts."""
+    return build_archive(tmp_path / "a.zip", key=env["key"], schema_revision=env["revision"])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -4,20 +4,11 @@ from __future__ import annotations
 import shutil
 
 import orjson
-import pytest
 
-from app.backup.archive import format
-from app.backup.service import schema_revision
 from app.extensions import db
 from app.models import BackupJob
 from support.archives import build_archive, legacy_archive, sample_tables, snapshot
 from support.restoring import create_backup
-
-
-@pytest.fixture
-def env(app, admin_user, api_headers):
-    with app.app_context():
-        return {"key": format.signing_key(app.config), "revision": schema_revision(app), "headers": api_headers}
 
 
 def put_in_store(app, archive, name="cyberquest_backup_20250101_000000.zip") -> str:

@@ -12,13 +12,9 @@ from support.restoring import backup_names, create_backup
 
 @pytest.fixture
 def env(app, admin_user):
+    """The archive signing key and schema revision; no API token, as the CLI needs none."""
     with app.app_context():
         return {"key": format.signing_key(app.config), "revision": schema_revision(app)}
-
-
-@pytest.fixture
-def archive(tmp_path, env):
-    return build_archive(tmp_path / "a.zip", key=env["key"], schema_revision=env["revision"])
 
 
 def cli(app, *args, input=None):

@@ -7,7 +7,6 @@ import pytest
 import sqlalchemy as sa
 
 from app.backup.archive import format
-from app.backup.service import schema_revision
 from app.cli import create_account
 from app.extensions import db
 from app.models import ApiToken, AuditLog, ContactSubmission, EmailVerification, LoginAttempt, User
@@ -16,12 +15,6 @@ from support.web import login
 from support.archives import (as_archive_rows, build_archive, expected_rows, legacy_archive, restore_order,
                                sample_tables, snapshot)
 from support.restoring import backup_names, create_backup, restore_listed, restore_upload
-
-
-@pytest.fixture
-def env(app, admin_user, api_headers):
-    with app.app_context():
-        return {"key": format.signing_key(app.config), "revision": schema_revision(app), "headers": api_headers}
 
 
 def archive_of(tmp_path, env, tables=None, name="a.zip", **options):

@@ -7,7 +7,6 @@ be exactly as before.
 """
 from __future__ import annotations
 
-import io
 import struct
 import zipfile
 
@@ -15,14 +14,15 @@ import orjson
 import pytest
 
 from app.backup.archive import format
-from app.backup.service import BackupService, schema_revision
+from app.backup.service import BackupService
 from app.extensions import db
 from app.models import ContactSubmission
 from support.archives import build_archive, data_bytes, legacy_archive, sample_tables, snapshot, write_zip
+from support.restoring import backup_names, restore_upload
 
 
 @pytest.fixture
-def live(app, admin_user, api_headers):
+def live(app, env):
     """A database with some rows of its own, and what a test needs to build archives for it."""
     from app.cli import create_account
 
@@ -30,26 +30,12 @@ def live(app, admin_user, api_headers):
         create_account("carol", "carol@example.com", "carol-password-1", is_admin=False)
         db.session.add(ContactSubmission(name="Kept", email="kept@example.com", message="still here"))
         db.session.commit()
-        key = format.signing_key(app.config)
-        revision = schema_revision(app)
-    return {"key": key, "revision": revision, "headers": api_headers}
-
-
-def upload(client, headers, path_or_bytes, name="backup.zip", **fields):
-    content = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()
-    data = {"mode": "replace", "confirm": "replace", "wait": "1", **fields,
-            "backup_file": (io.BytesIO(content), name)}
-    return client.post("/admin/restore-backup", data=data, headers=headers, content_type="multipart/form-data")
-
-
-def backup_names(app):
-    with app.app_context():
-        return [b["filename"] for b in BackupService().list()]
+    return env
 
 
 def assert_refused(app, client, live, archive, status, *fragments, **fields):
     before, backups = snapshot(app), backup_names(app)
-    response = upload(client, live["headers"], archive, **fields)
+    response = restore_upload(client, live["headers"], archive, **fields)
     body = response.get_json()
     assert response.status_code == status, body
     for fragment in fragments:

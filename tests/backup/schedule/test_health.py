@@ -8,7 +8,7 @@ from app.backup.schedule import health
 from app.backup.schedule.settings import ScheduleSettings
 from app.extensions import db
 from app.models import BackupSchedule, ScheduledRun, utcnow
-from support.web import login
+from support.web import bearer_client, login
 from support.mail import message_text, send_mail_to
 from support.schedule import backup_at, save_schedule
 
@@ -63,14 +63,7 @@ def test_no_backup_is_empty_and_a_disabled_schedule_is_not_held_to_an_interval()
 @pytest.fixture
 def monitor(sched_app):
     """A script's client with an admin API token (what an uptime monitor uses)."""
-    from app.cli import create_account
-    from app.security import issue_api_token
-
-    with sched_app.app_context():
-        token = issue_api_token(create_account("monitor", "monitor@example.com", "monitor-pass-1", is_admin=True))
-    client = sched_app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    return client
+    return bearer_client(sched_app, "monitor")
 
 
 def test_health_answers_monitors_with_the_contract_shape(sched_app, monitor):

@@ -5,9 +5,7 @@ import time
 
 import pytest
 
-from app.backup.archive import format
 from app.backup.jobs import runner as jobs
-from app.backup.service import schema_revision
 from app.cli import create_account
 from app.extensions import db
 from app.models import BackupJob, OperationLock, utcnow
@@ -15,17 +13,6 @@ from support.app import ADMIN_PASSWORD
 from support.web import csrf_token_from, login, wait_for_job
 from support.archives import as_archive_rows, build_archive, expected_rows, sample_tables, snapshot
 from support.restoring import backup_names, create_backup, restore_listed, restore_upload
-
-
-@pytest.fixture
-def env(app, admin_user, api_headers):
-    with app.app_context():
-        return {"key": format.signing_key(app.config), "revision": schema_revision(app), "headers": api_headers}
-
-
-@pytest.fixture
-def archive(tmp_path, env):
-    return build_archive(tmp_path / "a.zip", key=env["key"], schema_revision=env["revision"])
 
 
 def test_without_wait_the_restore_runs_as_a_job(app, client, env, archive):

@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditLog
-from support.web import csrf_token_from
+from support.web import bearer_client, csrf_token_from
 
 FULL = {"enabled": True, "frequency": "weekly", "time": "03:30", "weekday": 2, "day_of_month": 15,
         "retention_days": 14, "keep_last": 5, "notify_emails": ["ops@example.com"], "notify_on": "always"}
@@ -12,14 +12,8 @@ FULL = {"enabled": True, "frequency": "weekly", "time": "03:30", "weekday": 2, "
 
 @pytest.fixture
 def api(sched_app):
-    from app.cli import create_account
-    from app.security import issue_api_token
-
-    with sched_app.app_context():
-        token = issue_api_token(create_account("root", "root@example.com", "root-password-1", is_admin=True))
-    client = sched_app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    return client
+    """A script's client with an admin API token."""
+    return bearer_client(sched_app, "root")
 
 
 def schedule_of(client) -> dict:
