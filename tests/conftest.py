@@ -18,18 +18,12 @@ from support.web import login
 
 @pytest.fixture(scope="session")
 def postgres_databases():
-    servers = ThrowawayDatabases(POSTGRES_URL, "PostgreSQL at " + POSTGRES_URL)
-    servers.check()
-    yield servers
-    servers.drop_all()
+    yield from ThrowawayDatabases.for_session(POSTGRES_URL, "PostgreSQL at " + POSTGRES_URL)
 
 
 @pytest.fixture(scope="session")
 def mysql_databases():
-    servers = ThrowawayDatabases(MYSQL_URL, "MariaDB at " + MYSQL_URL)
-    servers.check()
-    yield servers
-    servers.drop_all()
+    yield from ThrowawayDatabases.for_session(MYSQL_URL, "MariaDB at " + MYSQL_URL)
 
 
 @pytest.fixture

@@ -18,19 +18,16 @@ from app.backup.errors import BackupError, BackupNotFoundError, ConflictError, S
 from app.backup.service import BackupService, metadata_cache_info
 from app.extensions import db
 from app.models import BackupRecord
-from support.backup import archive_members, resign, seed_sample_rows, write_zip
+from support.backup import archive_members, resign, seed_sample_rows
+from support.archives import write_zip
 from support.app import build_app, test_settings
 from support.services import service_unavailable
 from support.processes import REPO
+from support.restoring import backup_names as listed_names
 
 
 def backup_dir(app) -> Path:
     return Path(app.config["BACKUP_DIRECTORY"])
-
-
-def listed_names(app) -> list[str]:
-    with app.app_context():
-        return [b["filename"] for b in BackupService().list()]
 
 
 def create(app, trigger="manual", created_by="admin") -> dict:

@@ -20,23 +20,11 @@ from playwright.sync_api import expect
 from app.backup.service import BackupService
 from support.backup import seed_sample_rows
 from support.app import count_rows
+from support.browser import log_in, table_rows
 
 pytestmark = pytest.mark.browser
 
 BACKUP_NAME = re.compile(r"cyberquest_backup_\d{8}_\d{6}(_\d+)?\.zip")
-
-
-def log_in(page, username: str, password: str) -> None:
-    """Fill and submit the login form of the current page."""
-    page.get_by_label("Username or e-mail").fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Log in").click()
-
-
-def table_rows(page, selector: str) -> list[list[str]]:
-    """The text of each body cell of a table, row by row."""
-    return page.locator(f"{selector} tbody tr").evaluate_all(
-        "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))")
 
 
 class HeldBackup:

@@ -12,29 +12,22 @@ from playwright.sync_api import expect
 from app.backup.service import BackupService
 from app.extensions import db
 from app.models import User
-from support.backup import seed_sample_rows
+from support import browser
+from support.backup import seed_sample_rows, user_ids
 from support.app import count_rows
 
 pytestmark = pytest.mark.browser
 
 
 def log_in(page, username: str, password: str) -> None:
+    """Open the login page and log in there."""
     page.goto("/auth/login")
-    page.get_by_label("Username or e-mail").fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Log in").click()
-
-
-def user_ids(app) -> list[int]:
-    with app.app_context():
-        return list(db.session.execute(sa.select(User.id).order_by(User.id)).scalars())
+    browser.log_in(page, username, password)
 
 
 def counts_table(page, selector: str) -> dict[str, list[int]]:
     """A restore counts table as {table: [inserted, updated, skipped, deleted]}."""
-    rows = page.locator(f"{selector} tbody tr").evaluate_all(
-        "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))")
-    return {name: [int(n) for n in numbers] for name, *numbers in rows}
+    return {name: [int(n) for n in numbers] for name, *numbers in browser.table_rows(page, selector)}
 
 
 def test_replace_restore_previews_then_brings_back_a_deleted_user(page, live_server, browser_problems):

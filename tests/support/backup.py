@@ -1,17 +1,16 @@
-"""Helpers shared by the backup tests: sample rows, reading archives, the DB as plain rows."""
+"""Helpers shared by the backup tests: sample rows, reading archives, the database as plain rows."""
 from __future__ import annotations
 
 import io
 import zipfile
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import orjson
 import sqlalchemy as sa
 
 from app.backup.archive import format
 from app.extensions import db
-from app.models import UTCDateTime, data_tables
+from app.models import User, UTCDateTime, data_tables
 
 T0 = datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=timezone.utc)
 
@@ -85,11 +84,10 @@ def database_rows(app) -> dict[str, list[dict]]:
             sa.select(table).order_by(*table.primary_key.columns))] for table in data_tables()}
 
 
-def write_zip(path: Path, members: dict[str, bytes]) -> None:
-    """An archive with exactly these members (for forged and foreign archives)."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, content in members.items():
-            zf.writestr(name, content)
+def user_ids(app) -> list[int]:
+    """The ids of the users in the database, in order."""
+    with app.app_context():
+        return list(db.session.execute(sa.select(User.id).order_by(User.id)).scalars())
 
 
 def resign(members: dict[str, bytes], key: bytes, **changes) -> dict[str, bytes]:

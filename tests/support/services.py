@@ -46,6 +46,14 @@ class ThrowawayDatabases:
         self.admin_engine = sa.create_engine(self.server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
         self.created: list[str] = []
 
+    @classmethod
+    def for_session(cls, server_url: str, label: str):
+        """Yield the server's ThrowawayDatabases once it answers; drop what was created afterwards."""
+        servers = cls(server_url, label)
+        servers.check()
+        yield servers
+        servers.drop_all()
+
     def check(self):
         """Skip loudly (or fail under REQUIRE_SERVICES=1) unless the server answers."""
         try:

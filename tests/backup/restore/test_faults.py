@@ -11,7 +11,6 @@ signed-in requests while a replace holds its transaction open.
 """
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -30,7 +29,7 @@ from app.models import BackupJob
 from support.app import build_app
 from support.archives import as_archive_rows, build_archive, generated_tables, snapshot
 from support.restoring import restore_upload
-from support.processes import FLASK, REPO as ROOT
+from support.processes import FLASK, REPO as ROOT, flask_environment
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +64,7 @@ def _archives(app, tmp_path):
 
 
 def restore_process(app, archive: Path) -> subprocess.Popen:
-    env = dict(os.environ, FLASK_APP="wsgi", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-               SECRET_KEY=app.config["SECRET_KEY"], BACKUP_DIRECTORY=app.config["BACKUP_DIRECTORY"],
-               ENABLE_AUTO_BACKUP="false")
+    env = flask_environment(app)
     return subprocess.Popen([FLASK, "backup", "restore", str(archive), "--mode", "replace", "--yes", "--progress"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -91,9 +88,7 @@ def count_write_phase_lines(app, archive: Path) -> tuple[list[str], dict]:
         import orjson
 
         safety = orjson.loads(job.result)["safety_backup"]
-    env = dict(os.environ, FLASK_APP="wsgi", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-               SECRET_KEY=app.config["SECRET_KEY"], BACKUP_DIRECTORY=app.config["BACKUP_DIRECTORY"],
-               ENABLE_AUTO_BACKUP="false")
+    env = flask_environment(app)
     subprocess.run([FLASK, "backup", "restore", safety, "--mode", "replace", "--yes"], cwd=ROOT, env=env,
                    check=True, capture_output=True)
     assert as_archive_rows(app) == before

@@ -1,7 +1,6 @@
 """Memory stays flat: a restore streams its archive, so ten times the rows barely moves peak RSS."""
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,15 +11,13 @@ from app.backup.service import schema_revision
 from app.extensions import db
 from support.app import build_app
 from support.archives import build_archive, generated_tables
-from support.processes import FLASK, REPO as ROOT
+from support.processes import FLASK, REPO as ROOT, flask_environment
 
 pytestmark = pytest.mark.slow
 
 
 def peak_rss_mb(app, archive: Path) -> float:
-    env = dict(os.environ, FLASK_APP="wsgi", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-               SECRET_KEY=app.config["SECRET_KEY"], BACKUP_DIRECTORY=app.config["BACKUP_DIRECTORY"],
-               ENABLE_AUTO_BACKUP="false")
+    env = flask_environment(app)
     done = subprocess.run(["/usr/bin/time", "-f", "%M", FLASK, "backup", "restore", str(archive), "--mode",
                            "replace", "--yes"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     return int(done.stderr.strip().splitlines()[-1]) / 1024

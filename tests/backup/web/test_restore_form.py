@@ -18,7 +18,7 @@ from app.backup.jobs import runner as jobs
 from app.backup.service import BackupService
 from app.extensions import db
 from app.models import BackupJob, User
-from support.backup import seed_sample_rows
+from support.backup import seed_sample_rows, user_ids
 from support.app import ADMIN_PASSWORD, count_rows
 from support.web import JSON, csrf_token_from, wait_for_job
 from support.archives import legacy_archive, snapshot
@@ -121,11 +121,6 @@ def delete_user(app, user_id: int) -> None:
     with app.app_context():
         db.session.execute(sa.delete(User).where(User.id == user_id))
         db.session.commit()
-
-
-def user_ids(app) -> list[int]:
-    with app.app_context():
-        return list(db.session.execute(sa.select(User.id).order_by(User.id)).scalars())
 
 
 @pytest.fixture
