@@ -6,7 +6,7 @@ from app.auth.service import GENERIC_LOGIN_ERROR, MAX_LINK_MAILS_PER_HOUR
 from app.extensions import db
 from app.models import PasswordResetToken
 from support.app import USER_PASSWORD
-from support.mail import mail_text
+from support.mail import link_in
 from support.web import csrf_token_from, flashes, login
 
 RESET_LINK = re.compile(r"http://localhost/auth/reset-password/([0-9a-f]{64})")
@@ -22,9 +22,7 @@ def forgot(client, address):
 
 
 def reset_link(envelope) -> str:
-    match = RESET_LINK.search(mail_text(envelope))
-    assert match, mail_text(envelope)
-    return match.group(0).removeprefix("http://localhost")
+    return link_in(envelope, RESET_LINK)
 
 
 def choose_password(client, link, password=NEW_PASSWORD, confirm=None):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 
 
 def send_mail_to(app, smtp_server) -> list:
@@ -23,6 +24,13 @@ def _parsed(envelope):
 def mail_text(envelope) -> str:
     """The decoded plain-text body of a received message, as the recipient reads it."""
     return _parsed(envelope).get_body(("plain",)).get_content()
+
+
+def link_in(envelope, pattern: re.Pattern) -> str:
+    """The path of the first link in a received message that matches ``pattern`` (the test fails if none does)."""
+    match = pattern.search(mail_text(envelope))
+    assert match, mail_text(envelope)
+    return match.group(0).removeprefix("http://localhost")
 
 
 def message_text(envelope) -> str:
