@@ -1,4 +1,4 @@
-"""Background jobs and the one-at-a-time lock (app/backup/jobs.py)."""
+"""Background jobs and the one-at-a-time lock (app/backup/jobs/)."""
 from __future__ import annotations
 
 import threading
