@@ -1,7 +1,8 @@
 """Who may reach what: anonymous, user, admin session, bad CSRF, Bearer tokens."""
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD, csrf_token_from, login
+from support.app import ADMIN_PASSWORD
+from support.web import csrf_token_from, login
 
 ADMIN_GETS = ["/admin/", "/admin/system-backup"]
 

@@ -3,7 +3,7 @@ import re
 
 from app.extensions import db
 from app.models import User
-from tests.conftest import login
+from support.web import login
 
 
 def run(app, *args, input=None, env=None):

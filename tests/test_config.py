@@ -1,15 +1,11 @@
 """Configuration from the environment: bad values stop start-up with a message naming the variable."""
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from config import ConfigError, load_config
-
-REPO = Path(__file__).resolve().parent.parent
-FLASK = Path(sys.executable).parent / "flask"
+from support.processes import FLASK, REPO
 
 
 def settings(**env):

@@ -6,7 +6,8 @@ from alembic.migration import MigrationContext
 
 from app.cli import create_account
 from app.extensions import db
-from tests.conftest import build_app, login
+from support.app import build_app
+from support.web import login
 
 
 def table_names() -> set[str]:

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import data_tables
 from app.seed.rows import REFERENCE, START
 from app.seed.writer import seed_demo, split_rows
-from conftest import build_app, count_rows, test_settings
+from support.app import build_app, count_rows, test_settings
 
 EXPECTED_1000 = {"users": 100, "login_attempts": 600, "email_verifications": 100,
                  "contact_submissions": 100, "password_reset_tokens": 100}
