@@ -11,16 +11,9 @@ from app.backup.schedule.settings import due_slot
 from app.cli import create_account
 from app.extensions import db
 from app.models import BackupSchedule, ScheduledRun, utcnow
-from tests.conftest import login
-from tests.test_schedule_support import (  # noqa: F401
-    backup_at,
-    database_url,
-    listed,
-    message_text,
-    save_schedule,
-    sched_app,
-    send_mail_to,
-)
+from support.mail import message_text, send_mail_to
+from support.schedule import backup_at, listed, save_schedule
+from support.web import login
 
 
 def missed_schedule(app) -> None:
