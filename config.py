@@ -16,7 +16,7 @@ INSTANCE_DIR = BASE_DIR / "instance"
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4,
                "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 class ConfigError(ValueError):
@@ -35,14 +35,30 @@ def parse_size(name: str, raw: str) -> int:
     return value
 
 
-def parse_bool(name: str, raw: str) -> bool:
-    """Parse the usual spellings of a flag."""
-    lowered = raw.strip().lower()
-    if lowered in _TRUE:
+def parse_flag(raw) -> bool:
+    """The one reading of a flag, for configuration and requests alike.
+
+    1/true/yes/on or 0/false/no/off in any case with spaces around (a number is
+    read as its text); a bool is itself. Raises ``ValueError`` for anything else,
+    the empty text included: a caller that takes an empty or absent value as false
+    says so itself.
+    """
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
         return True
-    if lowered in _FALSE:
+    if text in _FALSE:
         return False
-    raise ConfigError(f"{name}={raw!r} is not a flag: use true or false.")
+    raise ValueError(f"{raw!r} is not a flag")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """``parse_flag`` for a configuration variable: ``ConfigError`` naming it."""
+    try:
+        return parse_flag(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a flag: use true or false.") from None
 
 
 def parse_int(name: str, raw: str, minimum: int = 0, maximum: int | None = None) -> int:

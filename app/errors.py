@@ -1,7 +1,7 @@
 """Errors become JSON ``{"error": ...}`` or an HTML page, by content negotiation."""
 from __future__ import annotations
 
-from flask import flash, jsonify, redirect, render_template, request, url_for
+from flask import current_app, jsonify, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -10,6 +10,7 @@ from .security import wants_json
 
 
 def error_response(status: int, message: str, **extra):
+    """``{"error": message, **extra}`` with ``status`` for JSON clients, else the error page."""
     if wants_json():
         body = {"error": message}
         body.update(extra)
@@ -17,21 +18,11 @@ def error_response(status: int, message: str, **extra):
     return render_template("error.html", status=status, message=message), status
 
 
-# Refusals a browser form can recover from by changing its input (or waiting for the running job).
-_FORM_ERROR_STATUSES = frozenset({400, 409, 413, 422})
-
-
-def refused_admin_form(status: int, message: str):
-    """For a browser form post to /admin refused with 400/409/413/422: flash why, back to System Backup.
-
-    Returns None for anything else (JSON clients, other statuses, other paths),
-    which keeps the plain error response.
-    """
-    is_admin_path = request.path == "/admin" or request.path.startswith("/admin/")
-    if request.method != "POST" or not is_admin_path or status not in _FORM_ERROR_STATUSES or wants_json():
-        return None
-    flash(message, "error")
-    return redirect(url_for("backup.system_backup"))
+def backup_error_response(exc: BackupError):
+    """A System Backup error as the contract answers it: its status and message (and extras such as the job)."""
+    if exc.status >= 500:
+        current_app.logger.exception("System Backup error: %s", exc)
+    return error_response(exc.status, exc.message, **exc.extra)
 
 
 def register(app) -> None:
@@ -39,14 +30,7 @@ def register(app) -> None:
     def csrf_error(exc):
         return error_response(400, "The form's CSRF token is missing or invalid; reload the page and try again.")
 
-    @app.errorhandler(BackupError)
-    def backup_error(exc):
-        if exc.status >= 500:
-            app.logger.exception("System Backup error: %s", exc)
-        redirected = refused_admin_form(exc.status, exc.message)
-        if redirected is not None:
-            return redirected
-        return error_response(exc.status, exc.message, **exc.extra)
+    app.register_error_handler(BackupError, backup_error_response)
 
     @app.errorhandler(HTTPException)
     def http_error(exc):

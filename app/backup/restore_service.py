@@ -24,6 +24,7 @@ import orjson
 from flask import current_app
 
 from ..extensions import db
+from ..models import User, password_fingerprint
 from . import audit
 from .archive import format
 from .jobs.lock import refuse_while_locked
@@ -88,8 +89,8 @@ def cli_source(name_or_path: str) -> ArchiveSource:
     raise BackupNotFoundError(f"No listed backup and no file is named {name_or_path!r}.")
 
 
-def upload_source(upload, app=None) -> ArchiveSource:
-    """Copy an uploaded file (a Werkzeug ``FileStorage``) to a temporary file, in chunks.
+def upload_source(stream: BinaryIO, filename: str | None, app=None) -> ArchiveSource:
+    """Copy an uploaded archive (its binary stream, and the file name the client gave) to a temporary file, in chunks.
 
     Raises ``BadRequestError`` for an empty upload and ``TooLargeError`` past
     ``MAX_BACKUP_SIZE``; the temporary file is removed in either case.
@@ -105,7 +106,7 @@ def upload_source(upload, app=None) -> ArchiveSource:
     try:
         with open(path, "wb") as out:
             while True:
-                chunk = upload.stream.read(COPY_CHUNK)
+                chunk = stream.read(COPY_CHUNK)
                 if not chunk:
                     break
                 size += len(chunk)
@@ -117,7 +118,7 @@ def upload_source(upload, app=None) -> ArchiveSource:
     except BaseException:
         os.unlink(path)
         raise
-    label = os.path.basename(upload.filename or "") or "uploaded archive"
+    label = os.path.basename(filename or "") or "uploaded archive"
     return ArchiveSource(label=label, path=path, temporary=True)
 
 
@@ -241,20 +242,13 @@ def _audit(actor: str | None, source: ArchiveSource, options: RestoreOptions, re
 
 
 
-def session_still_valid() -> bool:
-    """True when the browser session's account survived the restore (same id, same password, still admin).
+def session_still_valid(user_id: int, fingerprint: str) -> bool:
+    """True when a browser session's account survived the restore: same id, same password, still an active admin.
 
-    Reads the session's stored id rather than ``current_user``, whose row the
-    restore may have deleted.
+    Takes the session's user id and password fingerprint (``models.password_fingerprint``)
+    as read before the restore, which may have deleted the row behind ``current_user``.
     """
-    from flask import session
-
-    from ..models import User
-
-    stored = session.get("_user_id") or ""
-    user_id, _, _fingerprint = stored.partition(":")
-    if not user_id.isdigit():
-        return False
     db.session.rollback()
-    user = db.session.get(User, int(user_id), populate_existing=True)
-    return user is not None and user.is_active and user.is_admin and user.get_id() == stored
+    user = db.session.get(User, user_id, populate_existing=True)
+    return (user is not None and user.is_active and user.is_admin
+            and password_fingerprint(user.password_hash) == fingerprint)

@@ -15,7 +15,6 @@ from ..units import human_size
 backup_cli = AppGroup("backup", help="Create, list, verify, restore and prune backups.")
 
 
-
 @backup_cli.command("create")
 def create_command():
     """Make a backup now and print its filename."""

@@ -1,4 +1,4 @@
-"""The backup schedule: its settings, their validation and storage, and its slots.
+"""The backup schedule: its settings, changes to them (values checked by ``validation``), their storage, and its slots.
 
 A *slot* is one instant at which the schedule says a backup is due (UTC, to the
 minute). Everything about time here is pure: functions take ``now`` and return
@@ -11,11 +11,9 @@ re-timing a schedule never fires a slot that lies before the change.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, timezone
 
-from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -24,24 +22,14 @@ from ...extensions import db
 from ...models import BackupSchedule
 from .. import audit
 from ..errors import BadRequestError
+from .validation import ScheduleValidationError, parse_setting, submitted_fields
 
-FREQUENCIES = ("daily", "weekly", "monthly")
-NOTIFY_ON = ("failure", "always", "never")
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # The fields that decide when slots fall; changing one of them moves ``effective_from``.
 TIMING_FIELDS = ("enabled", "frequency", "time", "weekday", "day_of_month")
 EDITABLE_FIELDS = TIMING_FIELDS + ("retention_days", "keep_last", "notify_emails", "notify_on")
-# Sent by forms or echoed back from a GET; never an error, never stored.
-IGNORED_FIELDS = frozenset({"csrf_token", "next_run_at", "submit"})
-MAX_RETENTION_DAYS = 36500
-MAX_KEEP_LAST = 10000
-MAX_NOTIFY_EMAILS = 50
 # Longest gap between two slots of each frequency (a month can have 31 days).
 INTERVALS = {"daily": timedelta(days=1), "weekly": timedelta(days=7), "monthly": timedelta(days=31)}
-
-_TIME_RE = re.compile(r"(\d{1,2}):(\d{2})(?::00)?")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -171,121 +159,23 @@ def due_slot(settings: ScheduleSettings, now: datetime) -> datetime | None:
     return slot
 
 
-# --- Validation ---------------------------------------------------------------------
-
-class ScheduleValidationError(BadRequestError):
-    """One or more schedule fields hold bad values; ``extra["fields"]`` maps field → message."""
-
-
-def _integer(value, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a whole number from {low} to {high}.")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-        value = int(value)
-    if not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}.")
-    return value
-
-
-def _flag(value, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if value is not None else None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"{name} must be true or false.")
-
-
-def _clock_text(value) -> str:
-    match = _TIME_RE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
-        raise ValueError("time must be HH:MM in UTC, from 00:00 to 23:59.")
-    return f"{int(match.group(1)):02d}:{match.group(2)}"
-
-
-def _choice(value, name: str, choices: tuple[str, ...]) -> str:
-    text = value.strip().lower() if isinstance(value, str) else None
-    if text not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}.")
-    return text
-
-
-def parse_emails(value) -> tuple[str, ...]:
-    """Addresses from a list or a comma/semicolon/whitespace-separated string, validated.
-
-    Raises ``ValueError`` naming the first bad address. Duplicates are dropped.
-    """
-    if value is None:
-        items: list = []
-    elif isinstance(value, str):
-        items = [part for part in re.split(r"[,;\s]+", value) if part]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise ValueError("notify_emails must be a list of addresses or a comma-separated string.")
-    addresses: list[str] = []
-    for item in items:
-        if not isinstance(item, str) or not item.strip():
-            raise ValueError("notify_emails must hold e-mail addresses only.")
-        try:
-            address = validate_email(item.strip(), check_deliverability=False).normalized
-        except EmailNotValidError:
-            raise ValueError(f"notify_emails: {item.strip()!r} is not a valid e-mail address.") from None
-        if address.lower() not in (known.lower() for known in addresses):
-            addresses.append(address)
-    if len(addresses) > MAX_NOTIFY_EMAILS:
-        raise ValueError(f"notify_emails can hold at most {MAX_NOTIFY_EMAILS} addresses.")
-    return tuple(addresses)
-
-
-def _parse_field(name: str, value):
-    if name == "enabled":
-        return _flag(value, name)
-    if name == "frequency":
-        return _choice(value, name, FREQUENCIES)
-    if name == "time":
-        return _clock_text(value)
-    if name == "weekday":
-        return _integer(value, name, 0, 6)
-    if name == "day_of_month":
-        return _integer(value, name, 1, 28)
-    if name == "retention_days":
-        if value is None:
-            return None
-        return _integer(value, name, 1, MAX_RETENTION_DAYS)
-    if name == "keep_last":
-        return _integer(value, name, 0, MAX_KEEP_LAST)
-    if name == "notify_emails":
-        return parse_emails(value)
-    return _choice(value, name, NOTIFY_ON)
-
+# --- Changes ------------------------------------------------------------------------
 
 def apply_changes(current: ScheduleSettings, fields: dict, now: datetime) -> ScheduleSettings:
     """``current`` with the given fields changed, or ``ScheduleValidationError`` listing every bad one.
 
-    Fields left out keep their values. A JSON body may wrap the fields as ``{"schedule": {...}}``
-    (the shape a GET returns). When a timing field changes, ``effective_from`` becomes ``now``.
+    Fields left out keep their values; ``fields`` may be a request body (see
+    ``submitted_fields``). When a timing field changes, ``effective_from`` becomes ``now``.
     """
-    if set(fields) == {"schedule"} and isinstance(fields["schedule"], dict):
-        fields = fields["schedule"]
     errors: dict[str, str] = {}
     changes: dict = {}
-    for name, value in fields.items():
-        if name in IGNORED_FIELDS:
-            continue
-        if name not in EDITABLE_FIELDS:
-            errors[name] = f"{name} is not a schedule field."
-            continue
+    for name, value in submitted_fields(fields).items():
         try:
-            changes[name] = _parse_field(name, value)
+            changes[name] = parse_setting(name, value)
         except ValueError as exc:
             errors[name] = str(exc)
     if errors:
-        raise ScheduleValidationError("The schedule was not saved: " + " ".join(errors.values()), fields=errors)
+        raise ScheduleValidationError.naming(errors)
     updated = replace(current, **changes)
     timing_changed = any(getattr(updated, name) != getattr(current, name) for name in TIMING_FIELDS)
     if timing_changed or current.effective_from is None:

@@ -1,18 +1,22 @@
 """System Backup HTTP face: list, create, download, delete, pin, job progress.
 
-Views are thin: parse the request, make one ``BackupService`` call, answer with
+Views are thin: validate the form, make one ``BackupService`` call, answer with
 JSON or a flash message and a redirect. Errors are ``BackupError`` subclasses,
-turned into a status and a message by ``app.errors``.
+turned into a status and a message by ``http.refused_form``.
 """
 from flask import Blueprint, abort, jsonify, render_template, request, send_file, url_for
 
 from ...security import admin_required, wants_json
-from .http import actor_name, done, flag, request_fields
+from ..errors import BackupError, BadRequestError
+from ..schedule import health
 from ..service import BackupService
 from ..units import human_size
+from .forms import CreateBackupForm, RestoreForm
+from .http import actor_name, done, kept_form_errors, refused_form, request_fields
 
 bp = Blueprint("backup", __name__)
 bp.add_app_template_filter(human_size)
+bp.register_error_handler(BackupError, refused_form)
 
 
 @bp.route("/system-backup")
@@ -22,14 +26,17 @@ def system_backup():
     backups, job = service.list(), service.active_job()
     if wants_json():
         return jsonify({"backups": backups, "job": job})
-    return render_template("backup/system_backup.html", backups=backups, job=job,
-                           history=service.recent_jobs())
+    return render_template("backup/system_backup.html", backups=backups, job=job, history=service.recent_jobs(),
+                           health=health.assess(), restore_errors=kept_form_errors(RestoreForm))
 
 
 @bp.route("/create-backup", methods=["POST"])
 @admin_required
 def create_backup():
-    wait = flag(request_fields(), "wait")
+    form = CreateBackupForm(request_fields())
+    if not form.validate():
+        raise BadRequestError(form.refusal())
+    wait = form.wait.data
     job = BackupService().start_create("manual", actor_name(), wait=wait)
     page = url_for("backup.system_backup")
     if wait:

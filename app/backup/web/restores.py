@@ -1,24 +1,25 @@
 """HTTP face of restore and verify: ``POST /admin/restore-backup``, ``POST /admin/verify-backup/<filename>``.
 
-Views are thin: parse the request, make one service call, answer JSON or flash
+Views are thin: validate the form, make the service call, answer JSON or flash
 and redirect. Errors are ``BackupError`` subclasses, turned into a status and a
-message by ``app.errors``.
+message by ``http.refused_form``.
 """
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, request, url_for
 from flask_login import current_user, logout_user
 
-from ...security import admin_required, bearer_token, verify_password, wants_json
-from ..errors import BadRequestError, TooLargeError
-from .http import actor_name, done, flag, request_fields
-from ..archive.limits import Limits
-from ..units import human_size
-from ..restore.engine import RestoreOptions, parse_tables
+from ...models import password_fingerprint
+from ...security import admin_required, bearer_token, wants_json
+from ..errors import BackupError, BadRequestError, TooLargeError
 from ..restore_service import listed_source, session_still_valid, start_restore, upload_source
+from ..units import human_size
 from ..verify import verify_listed_backup
+from .forms import RestoreForm
+from .http import actor_name, done, keep_form_errors, refused_form, request_fields
 
 bp = Blueprint("restore", __name__)
+bp.register_error_handler(BackupError, refused_form)
 
 # Multipart framing and the other fields around an uploaded archive.
 _FORM_OVERHEAD = 1024 * 1024
@@ -28,18 +29,24 @@ _FORM_OVERHEAD = 1024 * 1024
 @admin_required
 def restore_backup():
     _refuse_oversized_body()
-    fields = request_fields()
-    options = _restore_options(fields)
-    if bearer_token() is None:
-        _check_password(fields)
-    source = _source(fields)
-    outcome = start_restore(source, options, actor=actor_name(), wait=flag(fields, "wait"))
+    # A session must confirm with the admin's password; a Bearer token is proof enough.
+    form = RestoreForm(request_fields(uploads=True),
+                       password_hash=None if bearer_token() else current_user.password_hash)
+    if not form.validate():
+        if not wants_json():
+            keep_form_errors(form)
+        raise BadRequestError(form.refusal())
+    # Read before the restore, which may delete or change the account behind current_user.
+    account = current_user.id, password_fingerprint(current_user.password_hash)
+    upload = form.backup_file.data
+    source = upload_source(upload.stream, upload.filename) if upload else listed_source(form.filename.data)
+    outcome = start_restore(source, form.options, actor=actor_name(), wait=form.wait.data)
     page = url_for("backup.system_backup")
     json = wants_json()
     if "preview" in outcome:
         return done(outcome, 200, _summary("Preview", outcome["preview"]), page, wants_json=json)
     if "restore" in outcome:
-        if not json and not session_still_valid():
+        if not json and not session_still_valid(*account):
             logout_user()
             flash("The restore replaced your account; log in again.", "info")
             return redirect(url_for("auth.login"))
@@ -64,42 +71,9 @@ def verify_backup(filename):
 
 def _refuse_oversized_body() -> None:
     # Checked before Werkzeug parses (and spools) the body: a huge upload is refused unread.
-    limit = Limits.from_config(current_app.config).max_size
+    limit = current_app.config["MAX_BACKUP_SIZE"]
     if request.content_length is not None and request.content_length > limit + _FORM_OVERHEAD:
         raise TooLargeError(f"The upload is larger than MAX_BACKUP_SIZE ({human_size(limit)}).")
-
-
-def _restore_options(fields: dict) -> RestoreOptions:
-    mode = str(fields.get("mode") or "").strip()
-    if not mode:
-        raise BadRequestError("The field 'mode' is required: merge or replace.")
-    confirm = str(fields.get("confirm") or "").strip()
-    options = RestoreOptions(mode=mode, tables=parse_tables(fields.get("tables")),
-                             on_conflict=str(fields.get("on_conflict") or "skip").strip(),
-                             dry_run=flag(fields, "dry_run"), trust_unsigned=flag(fields, "trust_unsigned")).validate()
-    if confirm != mode:
-        raise BadRequestError(f"To restore, the field 'confirm' must equal the mode ({mode!r}).")
-    return options
-
-
-def _check_password(fields: dict) -> None:
-    password = fields.get("password")
-    if not password:
-        raise BadRequestError("Enter your current password to confirm the restore.")
-    if not verify_password(current_user.password_hash, str(password)):
-        raise BadRequestError("The password is not correct; the restore was not started.")
-
-
-def _source(fields: dict):
-    upload = request.files.get("backup_file")
-    filename = str(fields.get("filename") or "").strip()
-    if upload is not None and upload.filename and filename:
-        raise BadRequestError("Give either 'filename' or an uploaded 'backup_file', not both.")
-    if upload is not None and (upload.filename or not filename):
-        return upload_source(upload)
-    if filename:
-        return listed_source(filename)
-    raise BadRequestError("Name a listed backup in 'filename' or upload one in 'backup_file'.")
 
 
 def _summary(verb: str, result: dict) -> str:

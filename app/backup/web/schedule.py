@@ -2,39 +2,32 @@
 
 ``GET/POST /admin/backup-schedule`` shows and saves the schedule (HTML form or JSON);
 ``GET /admin/backup-health`` answers uptime monitors: 200 when backups are healthy,
-503 with the reason otherwise.
+503 with the reason otherwise. It only reads.
 """
 from flask import Blueprint, jsonify, render_template, url_for
 
 from ...models import utcnow
 from ...security import admin_required, wants_json
+from ..errors import BackupError, ConflictError
 from ..schedule import health, retention, runner as scheduler
-from ..errors import ConflictError
-from .http import actor_name, done, request_fields
-from ..schedule.settings import WEEKDAY_NAMES, ScheduleValidationError, load_settings, update_settings
+from ..schedule.settings import WEEKDAY_NAMES, ScheduleSettings, load_settings, update_settings
+from ..schedule.validation import ScheduleValidationError
+from .forms import ScheduleForm
+from .http import actor_name, done, refused_form, request_fields
 
 bp = Blueprint("schedule", __name__)
+bp.register_error_handler(BackupError, refused_form)
 
 
-@bp.app_context_processor
-def backup_health_helper() -> dict:
-    """``backup_health()`` in every template, computed only when a template calls it.
-
-    Lets any page show the health card with ``{% include "backup/schedule_health_card.html" %}``.
-    """
-    return {"backup_health": health.assess}
-
-
-def _page(settings, *, errors=None, values=None, status=200):
+def _page(settings: ScheduleSettings, form: ScheduleForm, *, status=200):
     now = utcnow()
     try:
         preview = retention.prune(retention.policy_for(settings), now, dry_run=True, actor=None)
     except ConflictError:
         preview = None
-    schedule = settings.to_dict(now)
-    body = render_template("backup/schedule.html", schedule=schedule, values=values or schedule,
-                           errors=errors or {}, description=settings.describe(), weekdays=WEEKDAY_NAMES,
-                           health=health.assess(now), runs=scheduler.recent_runs(), preview=preview)
+    body = render_template("backup/schedule.html", schedule=settings.to_dict(now), form=form,
+                           description=settings.describe(), weekdays=WEEKDAY_NAMES, health=health.assess(now),
+                           runs=scheduler.recent_runs(), preview=preview)
     return body, status
 
 
@@ -45,23 +38,21 @@ def backup_schedule():
     settings = load_settings()
     if wants_json():
         return jsonify({"schedule": settings.to_dict(utcnow())})
-    return _page(settings)
+    return _page(settings, ScheduleForm(None, current=settings.to_dict(utcnow())))
 
 
 @bp.route("/backup-schedule", methods=["POST"])
 @admin_required
 def save_backup_schedule():
     """Validate and save the fields sent (others keep their values); 400 and no change on a bad value."""
-    fields = request_fields()
-    try:
-        settings = update_settings(fields, utcnow(), actor=actor_name())
-    except ScheduleValidationError as exc:
+    current = load_settings()
+    form = ScheduleForm(request_fields(), current=current.to_dict(utcnow()))
+    if not form.validate():
         if wants_json():
-            raise
+            raise ScheduleValidationError.naming(form.setting_errors())
         # A browser gets the form back with its own values and the errors beside them.
-        current = load_settings()
-        values = {**current.to_dict(utcnow()), **fields}
-        return _page(current, errors=exc.extra["fields"], values=values, status=400)
+        return _page(current, form, status=400)
+    settings = update_settings(form.changes(), utcnow(), actor=actor_name())
     return done({"schedule": settings.to_dict(utcnow())}, 200, f"Schedule saved: {settings.describe()}.",
                 url_for("schedule.backup_schedule"), wants_json=wants_json())
 
@@ -69,7 +60,7 @@ def save_backup_schedule():
 @bp.route("/backup-health")
 @admin_required
 def backup_health():
-    """200 when backups are healthy, else 503; the body says why. Sends the missed-schedule alert once."""
+    """200 when backups are healthy, else 503; the body says why."""
     state = health.assess(utcnow())
     if wants_json():
         return jsonify(state.to_dict()), state.http_status

@@ -160,5 +160,5 @@ def test_any_page_can_include_the_health_card(app):
     from flask import render_template_string
 
     with app.test_request_context("/admin/system-backup"):
-        html = render_template_string('{% include "backup/schedule_health_card.html" %}')
+        html = render_template_string('{% include "backup/schedule_health_card.html" %}', health=health.assess())
     assert 'data-status="empty"' in html and "No successful backup exists yet." in html

@@ -7,16 +7,15 @@ from hypothesis import strategies as st
 
 from app.backup.schedule.settings import (
     ScheduleSettings,
-    ScheduleValidationError,
     apply_changes,
     due_slot,
     latest_slot_at_or_before,
     load_settings,
     next_run_at,
     next_slot_after,
-    parse_emails,
     update_settings,
 )
+from app.backup.schedule.validation import ScheduleValidationError, parse_emails
 
 
 def utc(*args) -> datetime:
