@@ -18,7 +18,8 @@ import pytest
 from app.backup.archive import format
 from app.backup.errors import ArchiveError, RestoreError
 from app.backup.archive.reader import Archive, Limits
-from app.backup.restore.engine import RestoreOptions, restore_archive
+from app.backup.restore.engine import restore_archive
+from app.backup.restore.options import RestoreOptions
 from app.backup.dialects.sqlite_worker import SQLiteWorker, WorkerDied
 from app.extensions import db
 from fixtures.archives import as_archive_rows, build_archive, expected_rows, generated_tables, sample_tables

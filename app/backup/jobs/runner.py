@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
 from ...models import BackupJob, OperationLock, utcnow
+from ..dialects import dialect_for
 from ..errors import BackupError, ConflictError
 
 log = logging.getLogger(__name__)
@@ -253,8 +254,8 @@ def run_job(kind: str, created_by: str | None, work: Callable[[JobHandle], dict]
             db.session.commit()
             raise
     job_id = job.id
-    sqlite = db.engine.dialect.name == "sqlite"
-    handle = JobHandle(job_id, kind, write_progress_to_db=not (sqlite and kind == "restore"))
+    locked_by_restore = kind == "restore" and dialect_for(db.engine).restore_locks_database
+    handle = JobHandle(job_id, kind, write_progress_to_db=not locked_by_restore)
     app = current_app._get_current_object()
 
     def body():

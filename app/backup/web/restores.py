@@ -14,7 +14,7 @@ from ..errors import BadRequestError, TooLargeError
 from .http import actor_name, done, flag, request_fields
 from ..archive.reader import Limits
 from ..units import human_size
-from ..restore.engine import RestoreOptions, parse_tables
+from ..restore.options import RestoreOptions, parse_tables
 from ..restore_service import listed_source, session_still_valid, start_restore, upload_source
 from ..verify import verify_listed_backup
 
