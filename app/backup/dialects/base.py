@@ -15,7 +15,7 @@ import logging
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.engine import Connection, Engine
 
 from .deferred import DeferredExecutor, ErrorExplainer
@@ -23,11 +23,12 @@ from .deferred import DeferredExecutor, ErrorExplainer
 log = logging.getLogger(__name__)
 
 GENERIC_BATCH_ROWS = 1000  # rows as Python objects cost far more memory than their JSON
+FAST_BATCH_FIRST_ROWS = 1000
 FAST_BATCH_MAX_ROWS = 5000
 FAST_BATCH_BYTES = 1 << 20
 IN_LIST_VALUES = 2000
 # Turns a batch of rows (value sequences in the order of the names) into the archive's JSON.
-RowEncoder = Callable[[list, Sequence], bytes]
+RowEncoder = Callable[[list[str], Sequence], bytes]
 
 
 class Snapshot:
@@ -45,6 +46,10 @@ class Snapshot:
     def count(self, table) -> int:
         """How many rows ``table`` holds in this snapshot."""
         return self.connection.execute(select(func.count()).select_from(table)).scalar_one()
+
+    def has_rows(self, table) -> bool:
+        """Whether ``table`` holds any row in this snapshot."""
+        return self.connection.execute(select(literal_column("1")).select_from(table).limit(1)).first() is not None
 
     def batches(self, table, encode: RowEncoder) -> Iterator[tuple[bytes, int]]:
         """``(JSON objects joined by ",\\n", rows)`` of ``table``, in primary-key order, a batch at a time.
@@ -242,6 +247,7 @@ class Dialect:
         return row[0] if row else None
 
     def has_rows(self, table: str) -> bool:
+        """Whether ``table`` holds any row, as the restore's transaction sees it."""
         return self.scalar(f"SELECT 1 FROM {self.q(table)} LIMIT 1") is not None
 
     def column_values(self, table: str, column: str) -> set:

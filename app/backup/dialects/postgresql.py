@@ -16,11 +16,10 @@ from psycopg import Copy
 from sqlalchemy.engine import Connection
 
 from ..schema import INT32, INT64, column_kind, integer_key, read_exactly
-from .base import Dialect, RowEncoder
+from .base import FAST_BATCH_FIRST_ROWS, Dialect, RowEncoder
 from .deferred import ErrorExplainer
 from .pg_sender import ConnectionHelper
 
-FIRST_BATCH_ROWS = 1000
 # PostgreSQL types psycopg writes in binary COPY from the values TableCodec gives each kind of column.
 # Integers only where the type holds the whole range the codec lets through: psycopg's binary
 # int dumpers wrap a value that does not fit, where text COPY has the server refuse it.
@@ -64,7 +63,7 @@ class PostgreSQLDialect(Dialect):
         cursor = conn.connection.driver_connection.cursor(name=f"cq_backup_{uuid.uuid4().hex[:12]}")
         try:
             cursor.execute(f"SELECT {', '.join(q(n) for n in names)} FROM {q(table.name)} ORDER BY {order}")
-            batch = FIRST_BATCH_ROWS
+            batch = FAST_BATCH_FIRST_ROWS
             while rows := cursor.fetchmany(batch):
                 encoded = encode(names, rows)
                 yield encoded, len(rows)

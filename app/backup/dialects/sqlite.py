@@ -14,11 +14,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from ..schema import integer_key, read_exactly, type_family
-from .base import Dialect, RowEncoder
+from .base import FAST_BATCH_FIRST_ROWS, Dialect, RowEncoder
 from .sqlite_worker import SQLiteWorker
 
 SQLITE_CACHE_KIB = 16 * 1024
-FIRST_BATCH_ROWS = 1000
 # SQLAlchemy stores datetimes in SQLite as naive UTC text of exactly this shape.
 # LIKE (not a digit-checking GLOB, which costs 5x more) is enough: text with
 # non-digits there is text SQLAlchemy itself could not read back either.
@@ -110,7 +109,7 @@ class SQLiteDialect(Dialect):
                 return
             order = ", ".join(q(c.name) for c in (list(table.primary_key.columns) or list(table.columns)))
             cursor.execute(f"SELECT CAST({expression} AS BLOB) FROM {q(table.name)} ORDER BY {order}")
-            batch = FIRST_BATCH_ROWS
+            batch = FAST_BATCH_FIRST_ROWS
             while rows := cursor.fetchmany(batch):
                 encoded = b",\n".join([row[0] for row in rows])
                 yield encoded, len(rows)
@@ -124,7 +123,7 @@ class SQLiteDialect(Dialect):
         # The subquery runs as a co-routine, so group_concat sees its rows in key order.
         sql = (f"SELECT CAST(group_concat(j, ',\n') AS BLOB), count(*), max(k) FROM "
                f"(SELECT {expression} AS j, {key} AS k FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?)")
-        last, batch = None, FIRST_BATCH_ROWS
+        last, batch = None, FAST_BATCH_FIRST_ROWS
         while True:
             if last is None:
                 encoded, rows, last = cursor.execute(sql.replace(f"WHERE {key} > ? ", ""), (batch,)).fetchone()

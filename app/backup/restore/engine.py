@@ -24,7 +24,6 @@ import tempfile
 from typing import Callable, Sequence
 
 import orjson
-from sqlalchemy import literal_column, select
 from sqlalchemy.engine import Engine
 
 from ..archive.reader import END, ROWS, TABLE, VALUES, Archive, LayoutMismatch
@@ -212,12 +211,8 @@ def check_before_writing(engine: Engine, plan: RestorePlan, options: RestoreOpti
     """
     if not options.replacing:
         return
-    with engine.connect() as conn:
-        def has_rows(name: str) -> bool:
-            query = select(literal_column("1")).select_from(plan.known[name]).limit(1)
-            return conn.execute(query).first() is not None
-
-        refuse_orphaning_children(plan, has_rows)
+    with dialect_for(engine).snapshot() as snapshot:
+        refuse_orphaning_children(plan, lambda name: snapshot.has_rows(plan.known[name]))
 
 
 def restore_archive(archive: Archive, engine: Engine, options: RestoreOptions, *, plan: RestorePlan | None = None,
