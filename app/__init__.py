@@ -25,6 +25,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_request_hooks(app)
     register_errorhandlers(app)
     register_commands(app)
+    register_restore_hooks(app)
     recover_after_crash(app)
     start_scheduler(app)
     return app
@@ -97,6 +98,13 @@ def register_commands(app: Flask) -> None:
     schedule_cli.register(backup_cli)
     app.cli.add_command(backup_cli)
     register_seed_command(app)
+
+
+def register_restore_hooks(app: Flask) -> None:
+    """Give the backup's restore engine the app's policy for its own rows (API tokens, audit entries)."""
+    from . import restore_hooks
+
+    restore_hooks.register(app)
 
 
 def recover_after_crash(app: Flask) -> None:

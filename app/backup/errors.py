@@ -57,3 +57,13 @@ class StorageError(BackupError):
     """The backup store could not be read or written."""
 
     status = 500
+
+
+def database_message(exc: BaseException) -> str:
+    """The first line of a database error's message, for use inside a sentence.
+
+    The driver's own message when SQLAlchemy wrapped it, at most 300 characters,
+    without a final full stop.
+    """
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300].rstrip(".")

@@ -5,11 +5,12 @@ backups are made through ``BackupService``; the one-at-a-time lock and progress
 come from ``jobs``.
 
 Order of a restore: the request is validated (options, archive structure,
-metadata, signature, schema) before any job exists, so most mistakes answer at
-once with 400/404/413/422. Then, as a job holding the lock: the safety backup
-(``trigger`` pre-restore), the restore in one transaction, an audit entry. If the
-restore is refused or fails, the safety backup it took is deleted again: the
-database was rolled back, so the request changed nothing.
+metadata, signature, schema, and a replace's orphan check) before any job exists,
+so most mistakes answer at once with 400/404/413/422 and none costs a backup; the
+plan this makes is the one the restore follows. Then, as a job holding the lock:
+the safety backup (``trigger`` pre-restore), the restore in one transaction, an
+audit entry. If the restore is refused or fails, the safety backup it took is
+deleted again: the database was rolled back, so the request changed nothing.
 """
 from __future__ import annotations
 
@@ -33,14 +34,16 @@ from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeE
 from .archive.limits import Limits
 from .archive.reader import Archive
 from .units import human_size
-from .restore.engine import RestoreOptions, check_archive_against_schema, restore_archive
-from .service import BackupService
+from .restore.engine import check_before_writing, restore_archive
+from .restore.hooks import replace_hooks
+from .restore.options import RestoreOptions
+from .restore.plan import RestorePlan, plan_restore
+from .service import BackupService, known_revisions
 
 log = logging.getLogger(__name__)
 
 SAFETY_BACKUP_SHARE = 0.3  # of the progress bar, when a safety backup is taken first
 COPY_CHUNK = 1024 * 1024
-_revisions_cache: dict[str, set[str]] = {}
 
 
 @dataclass
@@ -122,20 +125,6 @@ def upload_source(stream: BinaryIO, filename: str | None, app=None) -> ArchiveSo
     return ArchiveSource(label=label, path=path, temporary=True)
 
 
-def known_revisions(app) -> set[str]:
-    """Every Alembic revision of this app's migrations (the head and its ancestors)."""
-    directory = str(app.extensions["migrate"].directory)
-    if directory not in _revisions_cache:
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
-
-        config = Config()
-        config.set_main_option("script_location", directory)
-        script = ScriptDirectory.from_config(config)
-        _revisions_cache[directory] = {revision.revision for revision in script.walk_revisions()}
-    return _revisions_cache[directory]
-
-
 @contextmanager
 def open_archive(app, source: ArchiveSource, trust_unsigned: bool) -> Iterator[Archive]:
     """The source opened and validated up to its rows (413/422 otherwise)."""
@@ -149,11 +138,14 @@ def open_archive(app, source: ArchiveSource, trust_unsigned: bool) -> Iterator[A
         fh.close()
 
 
-def check_request(app, source: ArchiveSource, options: RestoreOptions) -> None:
-    """Everything that can be refused before a job starts: options, archive, metadata, signature, schema."""
+def check_request(app, source: ArchiveSource, options: RestoreOptions) -> RestorePlan:
+    """Everything that can be refused before anything is written: options, archive, metadata, signature, schema,
+    and what the current rows forbid. Returns the restore's plan."""
     options.validate()
     with open_archive(app, source, options.trust_unsigned) as archive:
-        check_archive_against_schema(archive, options, known_revisions(app))
+        plan = plan_restore(archive, options, known_revisions(app))
+    check_before_writing(db.engine, plan, options)
+    return plan
 
 
 def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str | None, wait: bool,
@@ -172,11 +164,12 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
     try:
         # Early, so a locked instance does not first validate a large upload.
         refuse_while_locked()
-        check_request(app, source, options)
+        plan = check_request(app, source, options)
 
         def work(handle: JobHandle) -> dict:
             try:
-                return perform_restore(app, source, options, actor=actor, progress=handle.reporter(also=progress))
+                return perform_restore(app, source, options, plan, actor=actor,
+                                       progress=handle.reporter(also=progress))
             finally:
                 if background:
                     source.discard()
@@ -192,9 +185,12 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
     return {"preview": result} if options.dry_run else {"restore": result}
 
 
-def perform_restore(app, source: ArchiveSource, options: RestoreOptions, *, actor: str | None,
+def perform_restore(app, source: ArchiveSource, options: RestoreOptions, plan: RestorePlan, *, actor: str | None,
                     progress: Callable[[float, str], None]) -> dict:
-    """The restore itself (inside a job): safety backup, then the one-transaction restore; returns the Result."""
+    """The restore itself (inside a job): safety backup, then the one-transaction restore; returns the Result.
+
+    ``plan`` is what ``check_request`` returned for the same source and options.
+    """
     service = BackupService(app)
     safety = None
     share = 0.0
@@ -205,8 +201,7 @@ def perform_restore(app, source: ArchiveSource, options: RestoreOptions, *, acto
         safety = backup["filename"]
     try:
         with open_archive(app, source, options.trust_unsigned) as archive:
-            check_archive_against_schema(archive, options, known_revisions(app))
-            result = restore_archive(archive, db.engine, options,
+            result = restore_archive(archive, db.engine, options, plan=plan, hooks=replace_hooks(app),
                                      progress=lambda fraction, message: progress(share + fraction * (1 - share),
                                                                                  message))
     except BaseException:

@@ -1,7 +1,8 @@
 """BackupService: the one place routes, CLI, scheduler and restore go to for backups.
 
-Orchestration only: the archive format lives in ``archive``, bytes and names in
-``storage``, the one-at-a-time lock and progress in ``jobs``.
+Orchestration only: the archive format lives in ``archive``, the database's side
+in ``dialects``, bytes and names in ``storage``, the one-at-a-time lock and
+progress in ``jobs``.
 
 A backup is *listed* when its name is ``cyberquest_backup_YYYYMMDD_HHMMSS[_N].zip``,
 its metadata is readable, and it is either signed with this instance's key or
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import platform
 import re
-from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata as package_metadata
 from typing import BinaryIO, Iterator
@@ -27,9 +28,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..extensions import db
 from ..models import BackupJob, BackupRecord, data_tables, utcnow
 from .archive import writer as archive, format
+from .dialects import dialect_for
 from .jobs.runner import (JobHandle, get_job, latest_active_job, live_job_dict, recover_interrupted_jobs,
                           run_job)
-from .errors import BackupError, BackupNotFoundError, BadRequestError
+from .errors import BackupError, BackupNotFoundError, BadRequestError, database_message
 from .malloc_tuning import keep_freed_buffers
 from .storage import get_storage
 from .storage.base import Storage, StoredFile
@@ -43,7 +45,6 @@ _NAME = re.compile(r"cyberquest_backup_(\d{8}_\d{6})(?:_(\d+))?\.zip")
 # it was read at: a listing re-reads only files that changed. None = unreadable.
 _metadata_cache: dict[str, dict[str, tuple[int, int, dict | None]]] = {}
 _cache_stats = {"hits": 0, "misses": 0}
-_schema_heads: dict[str, str | None] = {}
 
 
 def metadata_cache_info() -> dict:
@@ -64,18 +65,38 @@ def _newest_first_key(name: str):
     return (match.group(1), int(match.group(2) or 1))
 
 
-def schema_revision(app) -> str | None:
-    """The Alembic head of the app's migrations directory (read once per directory)."""
+@dataclass(frozen=True)
+class _Migrations:
+    head: str | None          # the Alembic head(s), comma-separated
+    revisions: frozenset      # the head and every ancestor
+
+
+_migrations: dict[str, _Migrations] = {}
+
+
+def _migrations_of(app) -> _Migrations:
+    """The revisions of the app's migrations directory (read once per directory)."""
     directory = str(app.extensions["migrate"].directory)
-    if directory not in _schema_heads:
+    if directory not in _migrations:
         from alembic.config import Config
         from alembic.script import ScriptDirectory
 
         config = Config()
         config.set_main_option("script_location", directory)
-        heads = ScriptDirectory.from_config(config).get_heads()
-        _schema_heads[directory] = ",".join(sorted(heads)) or None
-    return _schema_heads[directory]
+        script = ScriptDirectory.from_config(config)
+        _migrations[directory] = _Migrations(head=",".join(sorted(script.get_heads())) or None,
+                                             revisions=frozenset(r.revision for r in script.walk_revisions()))
+    return _migrations[directory]
+
+
+def schema_revision(app) -> str | None:
+    """The Alembic head of the app's migrations: the schema revision an archive records."""
+    return _migrations_of(app).head
+
+
+def known_revisions(app) -> frozenset[str]:
+    """Every Alembic revision of this app's migrations (the head and its ancestors): the archives it can read."""
+    return _migrations_of(app).revisions
 
 
 def app_info(dialect: str) -> dict:
@@ -92,28 +113,8 @@ def app_info(dialect: str) -> dict:
     }
 
 
-@contextmanager
-def snapshot_connection(engine) -> Iterator[sqlalchemy.Connection]:
-    """A connection whose reads all see one consistent snapshot of the database (rolled back after)."""
-    with engine.connect() as conn:
-        dialect = engine.dialect.name
-        if dialect in ("postgresql", "mysql", "mariadb"):
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        if dialect == "sqlite":
-            # pysqlite does not BEGIN before a SELECT; without it each table would be
-            # read at a different moment and foreign keys could dangle in the archive.
-            conn.exec_driver_sql("BEGIN")
-        elif dialect in ("mysql", "mariadb"):
-            conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        try:
-            yield conn
-        finally:
-            conn.rollback()
-
-
 def _database_error(exc: SQLAlchemyError) -> BackupError:
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
-    return BackupError(f"The database could not be read for the backup ({detail}); "
+    return BackupError(f"The database could not be read for the backup ({database_message(exc)}); "
                        "check that it is reachable and migrated (flask db upgrade), then try again.")
 
 
@@ -166,15 +167,15 @@ class BackupService:
         report(0.0, "Starting the backup")
         keep_freed_buffers()
         created_at = utcnow()
-        engine = db.engine
+        database = dialect_for(db.engine)
         storage = self.storage
         try:
             with storage.atomic_writer(backup_name_candidates(created_at)) as pending:
-                with snapshot_connection(engine) as conn:
+                with database.snapshot() as snapshot:
                     written = archive.write_archive(
-                        pending.file, conn, data_tables(), created_at=created_at, created_by=created_by,
+                        pending.file, snapshot, data_tables(), created_at=created_at, created_by=created_by,
                         trigger=trigger, schema_revision=schema_revision(self.app),
-                        app_info=app_info(engine.dialect.name), signing_key=self.signing_key,
+                        app_info=app_info(database.name), signing_key=self.signing_key,
                         progress=report)
         except SQLAlchemyError as exc:
             log.exception("backup failed while reading the database")

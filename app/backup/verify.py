@@ -18,12 +18,15 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import data_tables, utcnow
+from .dialects import dialect_for
 from .jobs.lock import refuse_while_locked
 from .jobs.runner import JobHandle, run_job
 from .errors import BackupError
-from .restore.engine import RestoreOptions, check_archive_against_schema, restore_archive
-from .restore_service import ArchiveSource, known_revisions, listed_source, open_archive
-from .service import BackupService
+from .restore.engine import restore_archive
+from .restore.options import RestoreOptions
+from .restore.plan import RestorePlan, plan_restore
+from .restore_service import ArchiveSource, listed_source, open_archive
+from .service import BackupService, known_revisions
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,9 @@ def verify_archive(app, source: ArchiveSource, *, trust_unsigned: bool = False,
                 problems.append("it is not signed by this instance" if verification["signature"] == "absent"
                                 else "its signature does not match this instance's key")
             verification["checksums"] = "absent" if archive.checksums is None else "not checked"
-            check_archive_against_schema(archive, RestoreOptions("replace"), known_revisions(app))
-            verification["test_restore"] = _test_restore(archive, report)
+            options = RestoreOptions("replace", trust_unsigned=True)
+            plan = plan_restore(archive, options, known_revisions(app))
+            verification["test_restore"] = _test_restore(archive, options, plan, report)
             if archive.checksums is not None:
                 verification["checksums"] = "ok"
             verification["record_counts"] = {t: c["restored"] for t, c in verification["test_restore"].items()}
@@ -84,12 +88,12 @@ def verify_archive(app, source: ArchiveSource, *, trust_unsigned: bool = False,
     return verification
 
 
-def _test_restore(archive, report: ProgressCallback) -> dict:
+def _test_restore(archive, options: RestoreOptions, plan: RestorePlan, report: ProgressCallback) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="cyberquest-verify-"))
     engine = sa.create_engine(f"sqlite:///{scratch / 'scratch.db'}", poolclass=sa.pool.NullPool)
     try:
         db.metadata.create_all(engine)
-        result = restore_archive(archive, engine, RestoreOptions("replace", trust_unsigned=True),
+        result = restore_archive(archive, engine, options, plan=plan,
                                  progress=lambda fraction, message: report(fraction * 0.95, message))
         with engine.connect() as conn:
             counts = {str(t.name): conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
@@ -110,8 +114,8 @@ def verify_source(source: ArchiveSource, *, actor: str | None, trust_unsigned: b
                   progress: ProgressCallback | None = None) -> dict:
     """Verify any archive (a listed backup or a file) as a ``verify`` job; records listed ones."""
     app = current_app._get_current_object()
-    if db.engine.dialect.name == "sqlite":
-        # A restore holds SQLite's write lock: the verify job could not even be recorded.
+    if dialect_for(db.engine).restore_locks_database:
+        # A restore holds the write lock: the verify job could not even be recorded.
         refuse_while_locked(kinds=("restore",))
     trusted = trust_unsigned
     if source.listed_name is not None:

@@ -11,7 +11,8 @@ from sqlalchemy import update
 
 from app.backup.archive import writer as archive
 from app.backup.schedule.settings import ScheduleSettings, load_settings, update_settings
-from app.backup.service import BackupService, backup_name_candidates, snapshot_connection
+from app.backup.dialects import dialect_for
+from app.backup.service import BackupService, backup_name_candidates
 from app.extensions import db
 from app.models import BackupSchedule, data_tables, utcnow
 from support.restoring import backup_names
@@ -23,8 +24,8 @@ def backup_at(app, created_at: datetime, *, trigger: str = "scheduled", verified
     with app.app_context():
         service = BackupService()
         with service.storage.atomic_writer(backup_name_candidates(created_at)) as pending:
-            with snapshot_connection(db.engine) as conn:
-                archive.write_archive(pending.file, conn, data_tables(), created_at=created_at, created_by=None,
+            with dialect_for(db.engine).snapshot() as snapshot:
+                archive.write_archive(pending.file, snapshot, data_tables(), created_at=created_at, created_by=None,
                                       trigger=trigger, schema_revision=None, app_info={"app_name": "CyberQuest"},
                                       signing_key=service.signing_key)
         name = pending.name

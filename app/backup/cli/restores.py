@@ -10,7 +10,7 @@ import click
 import orjson
 
 from ..errors import BackupError
-from ..restore.engine import CONFLICT_POLICIES, MODES, RestoreOptions, parse_tables
+from ..restore.options import CONFLICT_POLICIES, MODES, RestoreOptions, parse_tables
 from ..restore_service import cli_source, start_restore
 from ..verify import verify_source
 

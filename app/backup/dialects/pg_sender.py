@@ -21,14 +21,12 @@ import os
 import tempfile
 import threading
 from collections import deque
-from typing import Callable
-
 from psycopg.copy import Writer
+
+from .deferred import ErrorExplainer
 
 MEMORY_BYTES = 4 * 1024 * 1024
 READ_BYTES = 1024 * 1024
-
-ErrorExplainer = Callable[[Exception], Exception | None]
 
 
 class SendingStopped(Exception):
@@ -138,7 +136,8 @@ class CopyData(Writer):
 class ConnectionHelper:
     """Runs statements and COPYs on one cursor, in the order they were handed over, on a thread of its own.
 
-    The caller must not use the connection itself until ``wait`` returned.
+    A ``deferred.DeferredExecutor``. The caller must not use the connection itself
+    until ``wait`` returned.
     """
 
     def __init__(self, cursor):

@@ -51,7 +51,7 @@ class SQLiteWorker:
     """A DBAPI-like connection whose statements run in a child process.
 
     Calls that return something wait for the child (and for everything sent
-    before them). ``submit`` and ``insert_later`` do not wait: their errors
+    before them). ``execute`` and ``insert_later`` do not wait: their errors
     surface from a later call.
     """
 
@@ -75,7 +75,7 @@ class SQLiteWorker:
             except OSError:  # more than /proc/sys/fs/pipe-max-size allows: keep the default
                 pass
         self._inbox = bytearray()
-        # One entry per request whose reply has not been read: None, or the error maker of an insert.
+        # One entry per request whose reply has not been read: what explains its failure, or None.
         self._pending: deque = deque()
         self.broken = False
 
@@ -113,13 +113,15 @@ class SQLiteWorker:
                 raise WorkerDied("the SQLite writer process ended unexpectedly")
             self._inbox += data
 
-    def _settle(self, reply, on_error) -> object:
-        status = reply[0]
-        if status == "ok":
+    def _settle(self, reply, explain=None) -> object:
+        """The reply's result, or its error raised (as ``explain(error, *details)`` makes it, when that gives one)."""
+        if reply[0] == "ok":
             return reply[1:]
-        if status == "failed" and on_error is not None:  # a row of an insert_later batch
-            raise on_error(reply[3], _error(reply[1], reply[2]))
-        raise _error(reply[1], reply[2])
+        error = _error(reply[1], reply[2])
+        explained = explain(error, *reply[3:]) if explain is not None else None
+        if explained is None or explained is error:
+            raise error
+        raise explained from error
 
     def _drain(self, block: bool) -> None:
         """Read the replies of requests sent without waiting; raise the first error among them."""
@@ -128,9 +130,9 @@ class SQLiteWorker:
             reply = self._receive(block)
             if reply is None:
                 break
-            on_error = self._pending.popleft()
+            explain = self._pending.popleft()
             try:
-                self._settle(reply, on_error)
+                self._settle(reply, explain)
             except Exception as exc:
                 failure = failure or exc
         if failure is not None:
@@ -142,11 +144,33 @@ class SQLiteWorker:
         self._send(message)
         return self._settle(self._receive(), None)
 
-    def submit(self, sql: str, params: Sequence = ()) -> None:
-        """Run a statement without waiting for it (an index build, say)."""
+    def execute(self, sql: str, on_error: Callable[[Exception], Exception | None] | None = None) -> None:
+        """Run a statement without waiting for it (an index build, say); a later call raises its failure.
+
+        Raised as ``on_error(error)`` when that gives an exception. (With ``wait`` and
+        ``stop``, this is ``deferred.DeferredExecutor``, which this file does not import:
+        the child's program imports only the standard library.)
+        """
         self._drain(block=False)
-        self._send(("execute", sql, params))
-        self._pending.append(None)
+        self._send(("execute", sql, ()))
+        self._pending.append(on_error)
+
+    def wait(self) -> None:
+        """Return once every request has answered; raise the first failure among them."""
+        self._drain(block=True)
+
+    def stop(self) -> None:
+        """Read what earlier requests still have to say and forget their failures (before a rollback).
+
+        ``WorkerDied`` is raised all the same: nothing can be rolled back any more.
+        """
+        try:
+            self._drain(block=True)
+        except WorkerDied:
+            raise
+        except Exception:  # what failed earlier is moot now: everything is rolled back
+            pass
+        self._pending.clear()
 
     def insert_later(self, into: str, rows: list, on_error: Callable[[int, Exception], Exception]) -> None:
         """Insert ``rows`` (equally long value sequences) without waiting.
@@ -168,9 +192,9 @@ class SQLiteWorker:
                       for start in range(0, whole, per_statement)]
         self._drain(block=False)
         self._send(("insert", into, width, per_statement, statements, rows[whole:]))
-        self._pending.append(on_error)
+        self._pending.append(lambda error, index=None: None if index is None else on_error(index, error))
 
-    # the DBAPI-like face used by restore._Target
+    # the DBAPI-like face used by dialects.sqlite.SQLiteDialect
 
     def cursor(self) -> "RemoteCursor":
         return RemoteCursor(self)
@@ -180,13 +204,7 @@ class SQLiteWorker:
 
     def rollback(self) -> None:
         """Roll back, whatever earlier requests still have to say."""
-        try:
-            self._drain(block=True)
-        except WorkerDied:
-            raise
-        except Exception:  # what failed earlier is moot now: everything is rolled back
-            pass
-        self._pending.clear()
+        self.stop()
         self.call("rollback")
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from ...extensions import db
 from ...models import BackupJob, utcnow
+from ..dialects import dialect_for
 from ..errors import BackupError, ConflictError
 from .lock import (LOCK_TTL, acquire_exclusive, current_owner, drop_exclusive, jobs_holding_live_locks,
                    owner_is_dead, refresh_exclusive, refuse_while_locked)
@@ -133,8 +134,8 @@ def run_job(kind: str, created_by: str | None, work: Callable[[JobHandle], dict]
             db.session.commit()
             raise
     job_id = job.id
-    sqlite = db.engine.dialect.name == "sqlite"
-    handle = JobHandle(job_id, kind, write_progress_to_db=not (sqlite and kind == "restore"))
+    locked_by_restore = kind == "restore" and dialect_for(db.engine).restore_locks_database
+    handle = JobHandle(job_id, kind, write_progress_to_db=not locked_by_restore)
     body = functools.partial(execute_job, handle, work, exclusive)
     if background:
         start_in_thread(body, name=f"{kind}-job-{job_id[:8]}")

@@ -17,7 +17,7 @@ from config import parse_flag
 
 from ...security import verify_password
 from ..errors import BadRequestError
-from ..restore.engine import RestoreOptions, parse_tables
+from ..restore.options import RestoreOptions, parse_tables
 from ..schedule.validation import UNKNOWN_FIELD, parse_setting, submitted_fields
 
 

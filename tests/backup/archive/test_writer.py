@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from app.backup.archive import deflate
 from app.backup.archive import writer as archive, format
 from app.backup.archive.writer import restore_order
-from app.backup.service import BackupService, app_info, backup_name_candidates, snapshot_connection
+from app.backup.dialects import dialect_for
+from app.backup.service import BackupService, app_info, backup_name_candidates
 from app.backup.storage.local import LocalStorage
 from app.extensions import db
 from app.models import data_tables
@@ -220,8 +221,8 @@ def test_rows_round_trip_through_the_archive_with_their_types(fidelity_app, user
     with fidelity_app.app_context():
         tables = {t.name: t for t in data_tables()}
         out = io.BytesIO()
-        with snapshot_connection(db.engine) as conn:
-            archive.write_archive(out, conn, data_tables(), created_at=datetime.now(timezone.utc),
+        with dialect_for(db.engine).snapshot() as snapshot:
+            archive.write_archive(out, snapshot, data_tables(), created_at=datetime.now(timezone.utc),
                                   created_by=None, trigger="cli", schema_revision="x", app_info=app_info("sqlite"),
                                   signing_key=b"k")
     document = parse_rows(archive_members(out.getvalue())[format.DATA_MEMBER])
@@ -246,12 +247,13 @@ def test_sqlite_json_encoding_is_byte_for_byte_the_orjson_encoding(fidelity_app,
     users, contacts = load_generated_rows(fidelity_app, users, contacts)
     with fidelity_app.app_context():
         tables = {t.name: t for t in data_tables()}
-        with snapshot_connection(db.engine) as conn:
+        with dialect_for(db.engine).snapshot() as snapshot:
+            conn, dialect = snapshot.connection, snapshot.dialect
             for name in ("users", "contact_submissions"):
-                expression = archive._sqlite_fast_path_applies(conn, tables[name])
+                expression = dialect.json_expression(conn, tables[name])
                 assert expression is not None
-                fast = b",\n".join(b for b, _ in archive._sqlite_json_batches(conn, tables[name], expression))
-                generic = b",\n".join(b for b, _ in archive._generic_batches(conn, tables[name]))
+                fast = b",\n".join(b for b, _ in dialect.json_batches(conn, tables[name], expression))
+                generic = b",\n".join(b for b, _ in dialect.generic_batches(conn, tables[name], archive.encode_rows))
                 assert fast == generic
 
 
@@ -262,10 +264,11 @@ def test_timestamps_stored_in_another_shape_take_the_exact_path(fidelity_app):
                 conn.execute(table.delete())
             conn.execute(sa.text("INSERT INTO contact_submissions (id, name, email, message, created_at, is_read) "
                                  "VALUES (1, 'n', 'e', 'm', '2024-05-06 07:08:09', 1)"))
-        with snapshot_connection(db.engine) as conn:
+        with dialect_for(db.engine).snapshot() as snapshot:
+            conn, dialect = snapshot.connection, snapshot.dialect
             table = next(t for t in data_tables() if t.name == "contact_submissions")
-            assert archive._sqlite_fast_path_applies(conn, table) is None
-            encoded = b"".join(b for b, _ in archive.encoded_batches(conn, table))
+            assert dialect.json_expression(conn, table) is None
+            encoded = b"".join(b for b, _ in snapshot.batches(table, archive.encode_rows))
     assert orjson.loads(encoded)["created_at"] == "2024-05-06T07:08:09+00:00"
 
 
@@ -293,8 +296,8 @@ def test_a_data_member_of_many_deflate_chunks_reads_back(fidelity_app):
                  "is_active": True, "is_admin": False, "created_at": datetime(2024, 1, 1, tzinfo=timezone.utc)}
                 for i in range(1, 20_001)])
         out = io.BytesIO()
-        with snapshot_connection(db.engine) as conn:
-            archive.write_archive(out, conn, data_tables(), created_at=datetime.now(timezone.utc), created_by=None,
+        with dialect_for(db.engine).snapshot() as snapshot:
+            archive.write_archive(out, snapshot, data_tables(), created_at=datetime.now(timezone.utc), created_by=None,
                                   trigger="cli", schema_revision="x", app_info=app_info("sqlite"), signing_key=b"k")
     data = archive_members(out.getvalue())[format.DATA_MEMBER]  # zipfile checks the CRC
     assert len(data) > 3 * deflate.DEFLATE_CHUNK
@@ -313,9 +316,10 @@ def test_columns_sqlite_cannot_encode_exactly_take_the_python_path(fidelity_app)
             with db.engine.begin() as conn:
                 conn.execute(extra.insert(), [{"id": 1, "amount": Decimal("12.50"), "blob": b"\x00\xff",
                                                "day": datetime(2024, 2, 29).date(), "ratio": 0.1}])
-            with snapshot_connection(db.engine) as conn:
-                assert archive._sqlite_fast_path_applies(conn, extra) is None
-                encoded = b"".join(b for b, _ in archive.encoded_batches(conn, extra))
+            with dialect_for(db.engine).snapshot() as snapshot:
+                conn, dialect = snapshot.connection, snapshot.dialect
+                assert dialect.json_expression(conn, extra) is None
+                encoded = b"".join(b for b, _ in snapshot.batches(extra, archive.encode_rows))
         finally:
             extra.drop(db.engine)
     assert orjson.loads(encoded) == {"id": 1, "amount": "12.50", "blob": "AP8=", "day": "2024-02-29", "ratio": 0.1}
@@ -330,11 +334,12 @@ def test_a_table_without_a_single_integer_key_is_encoded_in_key_order_too(fideli
         try:
             with db.engine.begin() as conn:
                 conn.execute(pairs.insert(), rows)
-            with snapshot_connection(db.engine) as conn:
-                expression = archive._sqlite_fast_path_applies(conn, pairs)
+            with dialect_for(db.engine).snapshot() as snapshot:
+                conn, dialect = snapshot.connection, snapshot.dialect
+                expression = dialect.json_expression(conn, pairs)
                 assert expression is not None
-                fast = b",\n".join(b for b, _ in archive._sqlite_json_batches(conn, pairs, expression))
-                generic = b",\n".join(b for b, _ in archive._generic_batches(conn, pairs))
+                fast = b",\n".join(b for b, _ in dialect.json_batches(conn, pairs, expression))
+                generic = b",\n".join(b for b, _ in dialect.generic_batches(conn, pairs, archive.encode_rows))
         finally:
             pairs.drop(db.engine)
     assert fast == generic
@@ -368,9 +373,10 @@ def test_postgresql_driver_path_is_byte_for_byte_the_sqlalchemy_path(postgres_fi
                 conn.execute(each.delete())
             if users:
                 conn.execute(table.insert(), users)
-        with snapshot_connection(db.engine) as conn:
-            fast = b",\n".join(b for b, _ in archive._postgresql_batches(conn, table))
-            generic = b",\n".join(b for b, _ in archive._generic_batches(conn, table))
+        with dialect_for(db.engine).snapshot() as snapshot:
+            conn, dialect = snapshot.connection, snapshot.dialect
+            fast = b",\n".join(b for b, _ in dialect.cursor_batches(conn, table, archive.encode_rows))
+            generic = b",\n".join(b for b, _ in dialect.generic_batches(conn, table, archive.encode_rows))
     assert fast == generic
 
 
@@ -385,9 +391,10 @@ def test_postgresql_batches_follow_the_key_across_many_fetches(postgres_fidelity
                  "is_active": i % 3 == 0, "is_admin": False,
                  "created_at": datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=i, microseconds=i % 2)}
                 for i in range(1, 6001)])
-        with snapshot_connection(db.engine) as conn:
-            batches = list(archive._postgresql_batches(conn, table))
-            generic = b",\n".join(b for b, _ in archive._generic_batches(conn, table))
+        with dialect_for(db.engine).snapshot() as snapshot:
+            conn, dialect = snapshot.connection, snapshot.dialect
+            batches = list(dialect.cursor_batches(conn, table, archive.encode_rows))
+            generic = b",\n".join(b for b, _ in dialect.generic_batches(conn, table, archive.encode_rows))
     assert len(batches) >= 2 and sum(rows for _, rows in batches) == 6000
     assert b",\n".join(b for b, _ in batches) == generic
 

@@ -34,7 +34,7 @@ def conn(postgres_url):
 
 
 def packer(conn, data):
-    """A psycopg Copy that packs binary rows into ``data``, as ``_Target.copy_later`` makes it."""
+    """A psycopg Copy that packs binary rows into ``data``, as ``PostgreSQLDialect.copy_later`` makes it."""
     copy = psycopg.Copy(conn.cursor(), binary=True, writer=data)
     copy.set_types(["int4", "text"])
     return copy

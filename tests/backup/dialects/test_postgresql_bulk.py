@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.backup.archive import format
-from app.backup.restore.engine import INDEX_REBUILD_MIN_ROWS
+from app.backup.restore.replace import INDEX_REBUILD_MIN_ROWS
 from app.backup.service import schema_revision
 from app.cli import create_account
 from app.extensions import db

@@ -19,7 +19,8 @@ from app.backup.archive import format
 from app.backup.errors import ArchiveError, RestoreError
 from app.backup.archive.limits import Limits
 from app.backup.archive.reader import Archive
-from app.backup.restore.engine import RestoreOptions, restore_archive
+from app.backup.restore.engine import restore_archive
+from app.backup.restore.options import RestoreOptions
 from app.backup.dialects.sqlite_worker import SQLiteWorker, WorkerDied
 from app.extensions import db
 from support.archives import as_archive_rows, build_archive, expected_rows, generated_tables, sample_tables

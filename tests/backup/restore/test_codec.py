@@ -14,12 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.backup.errors import ArchiveError
-from app.backup.restore.engine import TableCodec, _column_kind
+from app.backup.dialects.postgresql import PostgreSQLDialect
+from app.backup.dialects.sqlite import SQLiteDialect
+from app.backup.restore.codec import TableCodec
+from app.backup.schema import column_kind as _column_kind
 from app.models import data_tables
 
 TABLES = {table.name: table for table in data_tables()}
 # "aware": PostgreSQL's binary COPY, whose dates msgspec makes as aware datetimes.
-FLAVOURS = {"sqlite": ("sqlite", False), "postgresql": ("postgresql", False), "aware": ("postgresql", True)}
+FLAVOURS = {"sqlite": (SQLiteDialect, False), "postgresql": (PostgreSQLDialect, False),
+            "aware": (PostgreSQLDialect, True)}
 CODECS = {(name, flavour): TableCodec(table, dialect, aware_datetimes=aware) for name, table in TABLES.items()
           for flavour, (dialect, aware) in FLAVOURS.items()}
 

@@ -260,7 +260,7 @@ def test_a_postgresql_integer_column_narrower_than_the_model_refuses_what_it_can
 def test_a_large_sqlite_replace_leaves_every_index_as_it_was(tmp_path):
     """The indexes a bulk load drops are built again once every table is in (see the PostgreSQL
     twin in tests/backup/dialects/test_postgresql_bulk.py)."""
-    from app.backup.restore.engine import INDEX_REBUILD_MIN_ROWS
+    from app.backup.restore.replace import INDEX_REBUILD_MIN_ROWS
 
     app, _headers = make_app(tmp_path, f"sqlite:///{tmp_path / 'large.db'}", "large")
 
