@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from config import ConfigError, load_config
+from config import ConfigError, load_config, parse_passphrase
 
 from . import extensions
 from .extensions import csrf, db, login_manager, migrate
@@ -34,6 +34,20 @@ def configure(app: Flask, overrides: dict | None) -> None:
     app.config.from_mapping(load_config())
     if overrides:
         app.config.from_mapping(overrides)
+    check_encryption(app)
+
+
+def check_encryption(app: Flask) -> None:
+    """Stop start-up (``ConfigError`` naming the variable) unless ``BACKUP_ENCRYPTION_KEY``, if set, encrypts here."""
+    from .backup.archive.encryption import EncryptionError, self_test
+
+    key = app.config.get("BACKUP_ENCRYPTION_KEY")
+    if key is None:
+        return
+    try:
+        self_test(parse_passphrase("BACKUP_ENCRYPTION_KEY", key))
+    except EncryptionError as exc:
+        raise ConfigError(f"BACKUP_ENCRYPTION_KEY is set but cannot be used: {exc}") from exc
 
 
 def trust_proxies(app: Flask) -> None:

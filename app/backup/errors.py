@@ -47,6 +47,10 @@ class ArchiveError(BackupError):
     status = 422
 
 
+class UnknownPassphraseError(ArchiveError):
+    """The archive is encrypted with a passphrase that is neither the key nor an old key of this instance."""
+
+
 class RestoreError(BackupError):
     """The restore failed while writing and was rolled back."""
 

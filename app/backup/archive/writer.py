@@ -1,9 +1,9 @@
-"""The backup archive: a streaming ZIP writer and a cheap metadata reader.
+"""The backup archive's streaming ZIP writer.
 
 The writer reads each table in bounded batches from a server-side cursor,
-encodes rows with orjson and streams them into the deflated
-``database_backup.json`` member while hashing them, so memory stays flat
-however large the database is.
+encodes rows with orjson and streams them into the deflated (and, with a
+passphrase, AES-encrypted: ``encryption``) ``database_backup.json`` member while
+hashing them, so memory stays flat however large the database is.
 
 ``database_backup.json`` layout (one JSON document; the restore side may rely
 on it for archives this module wrote, and falls back to a streaming JSON parser
@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import BinaryIO, Callable, Sequence
@@ -45,8 +44,8 @@ from sqlalchemy.exc import OperationalError
 from ...models import UTCDateTime
 
 from . import format
-from ..errors import ArchiveError
-from .deflate import COMPRESS_LEVEL, ParallelDeflater
+from .deflate import COMPRESS_LEVEL, open_member
+from .encryption import ensure_encrypted, zip_for_writing
 from .pipeline import Handoff
 
 ProgressCallback = Callable[[float, str], None]
@@ -54,7 +53,6 @@ ProgressCallback = Callable[[float, str], None]
 BATCH_ROWS = 5000
 GENERIC_BATCH_ROWS = 1000  # rows as Python dicts cost far more memory than their JSON
 TARGET_CHUNK = 1 << 20
-METADATA_MAX_BYTES = 1024 * 1024
 ROW_OPTIONS = orjson.OPT_NAIVE_UTC  # a naive datetime is UTC; aware ones keep their "+00:00"
 
 
@@ -67,16 +65,6 @@ class WriteResult:
 
 def _iso_utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat()
-
-
-def _member_writer(zf: zipfile.ZipFile, name: str, parallel: bool = False):
-    # A name (not a ZipInfo) makes zipfile apply the archive's deflate level.
-    member = zf.open(name, "w", force_zip64=True)
-    if parallel and hasattr(member, "_compressor"):
-        # zipfile has no public hook for the compressor; it only calls
-        # compress()/flush() on it and CRCs the uncompressed bytes itself.
-        member._compressor = ParallelDeflater()
-    return member
 
 
 class _HashingSink:
@@ -328,11 +316,14 @@ def restore_order(tables: Sequence[Table], row_counts: dict[str, int]) -> list[T
 
 def write_archive(fileobj: BinaryIO, conn: Connection, tables: Sequence[Table], *, created_at: datetime,
                   created_by: str | None, trigger: str, schema_revision: str | None, app_info: dict,
-                  signing_key: bytes, progress: ProgressCallback | None = None) -> WriteResult:
+                  signing_key: bytes, passphrase: str | None = None,
+                  progress: ProgressCallback | None = None) -> WriteResult:
     """Write a complete, signed archive of ``tables`` read through ``conn``, listed in ``restore_order``.
 
     ``conn`` should hold a snapshot transaction so the tables agree with each
-    other. Returns the metadata as stored in ``backup_metadata.json``.
+    other. With ``passphrase`` every member is AES-256 encrypted (``encryption``);
+    if that fails, or a member comes out in clear, this raises and the caller
+    publishes nothing. Returns the metadata as stored in ``backup_metadata.json``.
     """
     started = time.monotonic()
     report = progress or (lambda fraction, message: None)
@@ -344,9 +335,8 @@ def write_archive(fileobj: BinaryIO, conn: Connection, tables: Sequence[Table], 
     record_counts: dict[str, int] = {}
     app_info_bytes = orjson.dumps(app_info, option=orjson.OPT_INDENT_2)
 
-    with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL,
-                         allowZip64=True) as zf:
-        with _member_writer(zf, format.DATA_MEMBER, parallel=True) as member:
+    with zip_for_writing(fileobj, passphrase, COMPRESS_LEVEL) as zf:
+        with open_member(zf, format.DATA_MEMBER, parallel=True) as member:
             sink = _HashingSink(member)
             try:
                 for index, table in enumerate(tables):
@@ -383,29 +373,11 @@ def write_archive(fileobj: BinaryIO, conn: Connection, tables: Sequence[Table], 
         }
         metadata["signature"] = format.sign_metadata(metadata, signing_key)
         report(0.99, "Writing metadata")
-        with _member_writer(zf, format.METADATA_MEMBER) as member:
+        with open_member(zf, format.METADATA_MEMBER) as member:
             member.write(orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
-        with _member_writer(zf, format.APP_INFO_MEMBER) as member:
+        with open_member(zf, format.APP_INFO_MEMBER) as member:
             member.write(app_info_bytes)
+        if passphrase is not None:
+            ensure_encrypted(zf)
     return WriteResult(metadata)
 
-
-def read_metadata(fileobj: BinaryIO) -> dict:
-    """The parsed ``backup_metadata.json`` of an archive, reading only the ZIP directory and that member.
-
-    Raises ``ArchiveError`` when the file is not a ZIP, lacks the member, or the
-    member is not a JSON object.
-    """
-    try:
-        with zipfile.ZipFile(fileobj) as zf:
-            try:
-                info = zf.getinfo(format.METADATA_MEMBER)
-            except KeyError:
-                raise ArchiveError(f"The archive has no {format.METADATA_MEMBER}.") from None
-            if info.file_size > METADATA_MAX_BYTES:
-                raise ArchiveError(f"The archive's {format.METADATA_MEMBER} is implausibly large.")
-            with zf.open(info) as member:
-                raw = member.read(METADATA_MAX_BYTES + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
-        raise ArchiveError(f"The file is not a readable ZIP archive ({exc}).") from exc
-    return format.parse_json_object(format.METADATA_MEMBER, raw)

@@ -229,7 +229,7 @@ def test_open_read_file_is_anonymous_and_gone_after_close(s3, storage):
 
 
 def test_reading_an_archives_metadata_fetches_only_its_directory_and_that_member(s3, storage, tmp_path):
-    from app.backup.archive.writer import read_metadata
+    from app.backup.archive.summary import read_summary
     from support.archives import build_archive, generated_tables
 
     archive = build_archive(tmp_path / "big.zip", generated_tables(users=2_000, attempts=40_000), key=None)
@@ -244,11 +244,11 @@ def test_reading_an_archives_metadata_fetches_only_its_directory_and_that_member
     storage.client.meta.events.register("after-call.s3.GetObject", count)
     try:
         with storage.open_parts(entry) as fh:
-            metadata = read_metadata(fh)
+            metadata = read_summary(fh).metadata
     finally:
         storage.client.meta.events.unregister("after-call.s3.GetObject", count)
     with storage.open_read(name) as fh:
-        assert metadata == read_metadata(fh)
+        assert metadata == read_summary(fh).metadata
     assert metadata["record_counts"]["login_attempts"] == 40_000
     assert sum(fetched) < 200_000 and len(fetched) <= 4, fetched
 
