@@ -101,7 +101,7 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from .backup.cli import restores as restore_cli, schedule as schedule_cli
+    from .backup.cli import rekey as rekey_cli, restores as restore_cli, schedule as schedule_cli
     from .backup.cli.backups import backup_cli
     from .cli import register_account_commands
     from .seed.command import register_seed_command
@@ -109,6 +109,7 @@ def register_commands(app: Flask) -> None:
     register_account_commands(app)
     restore_cli.register(backup_cli)
     schedule_cli.register(backup_cli)
+    rekey_cli.register(backup_cli)
     app.cli.add_command(backup_cli)
     register_seed_command(app)
 
