@@ -20,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import struct
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Iterator
 
 import pyzipper
 from pyzipper.zipfile_aes import WZ_AES_V2, WZ_SALT_LENGTHS, AESZipDecrypter, AESZipEncrypter
@@ -113,16 +115,29 @@ def _aes_field(info: zipfile.ZipInfo) -> AesField | None:
 # --- writing -----------------------------------------------------------------------------
 
 
-def zip_for_writing(fileobj, passphrase: str | None, compresslevel: int) -> zipfile.ZipFile:
-    """A deflating ZIP writer on ``fileobj``: pyzipper's AES-256 (AE-2) one with a passphrase, else zipfile's."""
+@contextmanager
+def zip_for_writing(fileobj, passphrase: str | None, compresslevel: int) -> Iterator[zipfile.ZipFile]:
+    """A deflating ZIP writer on ``fileobj``: pyzipper's AES-256 (AE-2) one with a passphrase, else zipfile's.
+
+    Closed (its directory written) after a clean block; abandoned, unfinished, when
+    the block raises: the caller then discards the file.
+    """
     if passphrase is None:
-        return zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel,
-                               allowZip64=True)
-    zf = pyzipper.AESZipFile(fileobj, "w", compression=pyzipper.ZIP_DEFLATED, compresslevel=compresslevel,
-                             allowZip64=True, encryption=pyzipper.WZ_AES,
-                             encryption_kwargs={"nbits": 256, "force_wz_aes_version": WZ_AES_V2})
-    zf.setpassword(passphrase.encode())
-    return zf
+        zf = zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel,
+                             allowZip64=True)
+    else:
+        zf = pyzipper.AESZipFile(fileobj, "w", compression=pyzipper.ZIP_DEFLATED, compresslevel=compresslevel,
+                                 allowZip64=True, encryption=pyzipper.WZ_AES,
+                                 encryption_kwargs={"nbits": 256, "force_wz_aes_version": WZ_AES_V2})
+        zf.setpassword(passphrase.encode())
+    try:
+        yield zf
+    except BaseException:
+        # Finishing the ZIP would fail again on the member whose write failed (and once
+        # more when the object is collected); without its file it has nothing to finish.
+        zf.fp = None
+        raise
+    zf.close()
 
 
 def ensure_encrypted(zf: zipfile.ZipFile) -> None:

@@ -54,6 +54,7 @@ class MemberInflater:
         self._data_size = info.compress_size
         self._cipher = None
         self._authenticated = False
+        self._authentication_error: ArchiveError | None = None
         self._check_crc = True
         method = info.compress_type
         field = member_encryption(info)
@@ -116,7 +117,7 @@ class MemberInflater:
         try:
             yield from self._inflate()
         except BackupError:
-            if self._cipher is not None and not self._authenticated:
+            if self._cipher is not None:
                 self._authenticate()
             raise
 
@@ -171,20 +172,30 @@ class MemberInflater:
         self.finished = True
 
     def _authenticate(self) -> None:
-        """Run the encrypted bytes not read yet through the cipher, then compare the authentication code."""
-        self._authenticated = True
-        end = self._data_offset + self._data_size
-        self.fh.seek(self._position)
-        while self._position < end:
-            raw = self.fh.read(min(READ_CHUNK, end - self._position))
-            if not raw:
-                raise ArchiveError(f"The archive ends inside {self.info.filename}; it is truncated.")
-            self._position += len(raw)
-            self._cipher.decrypt(raw)
-        code = self.fh.read(MAC_SIZE)
-        if len(code) != MAC_SIZE:
-            raise ArchiveError(f"The archive ends inside {self.info.filename}; it is truncated.")
-        self._cipher.check(code)
+        """Run the encrypted bytes not read yet through the cipher, then compare the authentication code.
+
+        Checked once; a failure is raised again by every later call, so reading on
+        after it (``drain``) reports the change, not what the change broke.
+        """
+        if not self._authenticated:
+            self._authenticated = True
+            try:
+                end = self._data_offset + self._data_size
+                self.fh.seek(self._position)
+                while self._position < end:
+                    raw = self.fh.read(min(READ_CHUNK, end - self._position))
+                    if not raw:
+                        raise ArchiveError(f"The archive ends inside {self.info.filename}; it is truncated.")
+                    self._position += len(raw)
+                    self._cipher.decrypt(raw)
+                code = self.fh.read(MAC_SIZE)
+                if len(code) != MAC_SIZE:
+                    raise ArchiveError(f"The archive ends inside {self.info.filename}; it is truncated.")
+                self._cipher.check(code)
+            except ArchiveError as exc:
+                self._authentication_error = exc
+        if self._authentication_error is not None:
+            raise self._authentication_error
 
     def read_all(self) -> bytes:
         """The whole member (for the small ones), checked like ``chunks``."""
