@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from ..errors import BackupError
 from ..rekey import ENCRYPTED, FAILED, REKEYED, rekey_archives
@@ -18,6 +18,7 @@ def register(group: AppGroup) -> None:
 
 
 @click.command("rekey")
+@with_appcontext
 @click.option("--dry-run", is_flag=True, help="Say what would be re-encrypted; change nothing.")
 def rekey_command(dry_run):
     """Re-encrypt every listed archive to BACKUP_ENCRYPTION_KEY (old ones open with BACKUP_ENCRYPTION_OLD_KEYS)."""
