@@ -2,8 +2,9 @@
 
 Writers fill a hidden partial file in the same directory, fsync it, then link it
 under the first free final name, or rename it over the file it replaces (so a
-crash at any point leaves nothing that ``list()`` shows, and the old file whole). Partials left by a killed writer are removed by
-``cleanup_partials()`` at the next start.
+crash at any point leaves nothing that ``list()`` shows, and the old file whole).
+Partials left by a killed writer are removed by ``cleanup_partials()`` at the next
+start.
 """
 from __future__ import annotations
 

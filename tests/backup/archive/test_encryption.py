@@ -316,7 +316,8 @@ def test_a_backup_that_cannot_encrypt_fails_and_never_writes_a_clear_archive(app
 def test_a_writer_that_lost_the_passphrase_fails_instead_of_writing_in_clear(app, monkeypatch):
     seed_sample_rows(app)
     clear_writer = encryption.zip_for_writing
-    monkeypatch.setattr(writer, "zip_for_writing", lambda fileobj, passphrase, level: clear_writer(fileobj, None, level))
+    monkeypatch.setattr(writer, "zip_for_writing",
+                        lambda fileobj, passphrase, level: clear_writer(fileobj, None, level))
     with app.app_context():
         with pytest.raises(encryption.EncryptionError, match="was not encrypted although BACKUP_ENCRYPTION_KEY"):
             BackupService().create("manual", "admin")
