@@ -39,7 +39,8 @@ def configure(app: Flask, overrides: dict | None) -> None:
 
 def check_encryption(app: Flask) -> None:
     """Stop start-up (``ConfigError`` naming the variable) unless ``BACKUP_ENCRYPTION_KEY``, if set, encrypts here."""
-    from .backup.archive.encryption import EncryptionError, self_test
+    from .backup.archive.encryption import self_test
+    from .backup.errors import EncryptionError
 
     key = app.config.get("BACKUP_ENCRYPTION_KEY")
     if key is None:

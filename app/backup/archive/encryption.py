@@ -28,7 +28,7 @@ from typing import Iterator
 import pyzipper
 from pyzipper.zipfile_aes import WZ_AES_V2, WZ_SALT_LENGTHS, AESZipDecrypter, AESZipEncrypter
 
-from ..errors import ArchiveError, BackupError, UnknownPassphraseError
+from ..errors import ArchiveError, EncryptionError, UnknownPassphraseError
 
 AES_METHOD = 99
 AES_EXTRA_ID = 0x9901
@@ -36,12 +36,6 @@ MAC_SIZE = AESZipDecrypter.hmac_size
 VERIFIER_SIZE = 2
 KEY_VARIABLE = "BACKUP_ENCRYPTION_KEY"
 OLD_KEYS_VARIABLE = "BACKUP_ENCRYPTION_OLD_KEYS"
-
-
-class EncryptionError(BackupError):
-    """This installation cannot encrypt (broken crypto library, or a member came out in clear)."""
-
-    status = 500
 
 
 @dataclass(frozen=True)

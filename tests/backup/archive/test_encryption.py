@@ -19,7 +19,7 @@ from app.backup.archive import encryption, format, writer
 from app.backup.archive.limits import Limits
 from app.backup.archive.reader import Archive
 from app.backup.archive.summary import Summary, read_summary
-from app.backup.errors import ArchiveError, BackupError, UnknownPassphraseError
+from app.backup.errors import ArchiveError, BackupError, EncryptionError, UnknownPassphraseError
 from app.backup.service import BackupService
 from app.backup.verify import verify_listed_backup
 from app.extensions import db
@@ -319,7 +319,7 @@ def test_a_writer_that_lost_the_passphrase_fails_instead_of_writing_in_clear(app
     monkeypatch.setattr(writer, "zip_for_writing",
                         lambda fileobj, passphrase, level: clear_writer(fileobj, None, level))
     with app.app_context():
-        with pytest.raises(encryption.EncryptionError, match="was not encrypted although BACKUP_ENCRYPTION_KEY"):
+        with pytest.raises(EncryptionError, match="was not encrypted although BACKUP_ENCRYPTION_KEY"):
             BackupService().create("manual", "admin")
         assert BackupService().list() == []
     assert os.listdir(app.config["BACKUP_DIRECTORY"]) == []
