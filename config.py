@@ -84,6 +84,35 @@ def parse_ratio(name: str, raw: str) -> float:
     return value
 
 
+PASSPHRASE_MIN_LENGTH = 16
+
+
+def parse_passphrase(name: str, raw: str) -> str:
+    """A backup passphrase: at least 16 characters, UTF-8 encodable, no control characters or outer spaces.
+
+    Control characters (a stray newline from a secrets file, say) and leading or
+    trailing spaces would make the passphrase hard to type into ``7z x -p…`` right
+    when the app is gone.
+    """
+    if len(raw) < PASSPHRASE_MIN_LENGTH:
+        raise ConfigError(f"{name} must be at least {PASSPHRASE_MIN_LENGTH} characters long (it has {len(raw)}); "
+                          "choose a long passphrase, e.g. five random words.")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{name} is not valid text (it holds bytes that are not UTF-8).") from None
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in raw):
+        raise ConfigError(f"{name} holds a control character (a newline or tab?); use printable characters only.")
+    if raw != raw.strip():
+        raise ConfigError(f"{name} begins or ends with a space; remove it (spaces inside are fine).")
+    return raw
+
+
+def parse_passphrases(name: str, raw: str) -> tuple[str, ...]:
+    """Passphrases separated by commas (and optional spaces), each as ``parse_passphrase`` requires."""
+    return tuple(parse_passphrase(name, part.strip()) for part in raw.split(",") if part.strip())
+
+
 def _instance_secret_key() -> str:
     """A secret generated once per instance and kept in ``instance/secret_key``."""
     INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
@@ -137,6 +166,10 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         "BACKUP_S3_PREFIX": get("BACKUP_S3_PREFIX", ""),
         "BACKUP_S3_ENDPOINT_URL": get("BACKUP_S3_ENDPOINT_URL"),
         "BACKUP_SIGNING_KEY": get("BACKUP_SIGNING_KEY"),
+        "BACKUP_ENCRYPTION_KEY": parse_passphrase("BACKUP_ENCRYPTION_KEY", raw_key)
+        if (raw_key := get("BACKUP_ENCRYPTION_KEY")) else None,
+        "BACKUP_ENCRYPTION_OLD_KEYS": parse_passphrases("BACKUP_ENCRYPTION_OLD_KEYS", raw_old)
+        if (raw_old := get("BACKUP_ENCRYPTION_OLD_KEYS")) else (),
         "MAIL_SERVER": get("MAIL_SERVER", "localhost"),
         "MAIL_PORT": mail_port,
         "MAIL_USE_TLS": parse_bool("MAIL_USE_TLS", get("MAIL_USE_TLS", "false")),

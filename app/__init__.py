@@ -6,14 +6,16 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import ConfigError, load_config
+from config import ConfigError, load_config, parse_passphrase
 
 from . import errors, extensions, restore_hooks, security
 from . import sqlite_pragmas  # noqa: F401  (importing it registers the SQLite connection settings)
 from .admin.routes import bp as admin_bp
 from .auth.routes import bp as auth_bp
-from .backup.cli import restores as restore_cli, schedule as schedule_cli
+from .backup.cli import rekey as rekey_cli, restores as restore_cli, schedule as schedule_cli
+from .backup.archive.encryption import self_test
 from .backup.cli.backups import backup_cli
+from .backup.errors import EncryptionError
 from .backup.schedule.wiring import start_for_app
 from .backup.service import recover_after_crash as recover_backup_jobs
 from .backup.web.backups import bp as backup_bp
@@ -50,6 +52,18 @@ def configure(app: Flask, overrides: dict | None) -> None:
     app.config.from_mapping(load_config())
     if overrides:
         app.config.from_mapping(overrides)
+    check_encryption(app)
+
+
+def check_encryption(app: Flask) -> None:
+    """Stop start-up (``ConfigError`` naming the variable) unless ``BACKUP_ENCRYPTION_KEY``, if set, encrypts here."""
+    key = app.config.get("BACKUP_ENCRYPTION_KEY")
+    if key is None:
+        return
+    try:
+        self_test(parse_passphrase("BACKUP_ENCRYPTION_KEY", key))
+    except EncryptionError as exc:
+        raise ConfigError(f"BACKUP_ENCRYPTION_KEY is set but cannot be used: {exc}") from exc
 
 
 def trust_proxies(app: Flask) -> None:
@@ -89,6 +103,7 @@ def register_commands(app: Flask) -> None:
     register_account_commands(app)
     restore_cli.register(backup_cli)
     schedule_cli.register(backup_cli)
+    rekey_cli.register(backup_cli)
     app.cli.add_command(backup_cli)
     register_seed_command(app)
 

@@ -3,11 +3,13 @@
 For each row count N it seeds a database with `flask seed-demo`, then times whole
 processes, alternating ours and the peers' so a noisy machine hurts both alike:
 
-* backup:  `flask backup create`  vs  `sqlite3 DB .dump | gzip -6`,  a naive dump
+* backup:  `flask backup create` (also with `BACKUP_ENCRYPTION_KEY`: AES-256 members)
+           vs  `sqlite3 DB .dump | gzip -6`,  a naive dump
            (every table in memory, one json.dumps, one zipfile write: how the original
            CyberQuest did it)  and, on PostgreSQL,  `pg_dump -Fc`;
 * restore: `flask backup restore --mode replace` into a freshly migrated empty
-           database  vs  `sqlite3 new.db < dump.sql`  and  `pg_restore -j2`;
+           database (also of the encrypted archive)  vs  `sqlite3 new.db < dump.sql`
+           and  `pg_restore -j2`;
 * merge:   `flask backup restore --mode merge` into a database holding 90% of the rows;
 * floor:   `psql -1` loading ready-made binary COPY files in one transaction: what the
            PostgreSQL server alone needs for any restore that is one transaction.
@@ -37,6 +39,7 @@ FLASK = str(ROOT / ".venv" / "bin" / "flask")
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 PG_SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SECRET = "bench-secret-key"
+ENCRYPTION_KEY = "bench encryption passphrase"
 
 
 def env_for(database_url: str, backup_dir: Path) -> dict:
@@ -237,8 +240,9 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
     seed(url, rows, backups)
     env = env_for(url, backups)
     results: dict[str, list] = {k: [] for k in
-                                ("ours_backup", "sqlite_dump_gzip", "naive_dump", "ours_restore",
-                                 "sqlite_restore", "sqlite_restore_wal", "ours_merge", "ours_backup_pg", "pg_dump",
+                                ("ours_backup", "ours_backup_encrypted", "sqlite_dump_gzip", "naive_dump",
+                                 "ours_restore", "ours_restore_encrypted", "sqlite_restore", "sqlite_restore_wal",
+                                 "ours_merge", "ours_backup_pg", "pg_dump",
                                  "ours_restore_pg", "pg_restore", "pg_copy_floor")}
     dump_gz = base / "dump.sql.gz"
     naive_zip = base / "naive.zip"
@@ -251,6 +255,11 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
         if not archive.exists():
             archive = newest_archive(backups)
         sample["size_mb"] = archive.stat().st_size / 2**20
+
+        sample = measure(results, "ours_backup_encrypted", f"{FLASK} backup create",
+                         env=dict(env, BACKUP_ENCRYPTION_KEY=ENCRYPTION_KEY))
+        encrypted_archive = backups / sample["stdout"].strip().splitlines()[-1].strip().split()[-1]
+        sample["size_mb"] = encrypted_archive.stat().st_size / 2**20
 
         measure(results, "naive_dump", f"{PYTHON} bench/naive_backup.py {db_path} {naive_zip}", output=naive_zip)
 
@@ -270,6 +279,10 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
 
         target_url = fresh_sqlite(target, base / "target-backups")
         target_env = env_for(target_url, base / "target-backups")
+        measure(results, "ours_restore_encrypted", f"{FLASK} backup restore {encrypted_archive} --mode replace --yes",
+                env=dict(target_env, BACKUP_ENCRYPTION_KEY=ENCRYPTION_KEY), output=target)
+
+        target_url = fresh_sqlite(target, base / "target-backups")
         measure(results, "ours_restore", f"{FLASK} backup restore {archive} --mode replace --yes", env=target_env,
                 output=target)
 
@@ -311,11 +324,13 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
 
 LABELS = {
     "ours_backup": "CyberQuest `flask backup create` (SQLite)",
+    "ours_backup_encrypted": "the same with `BACKUP_ENCRYPTION_KEY` (AES-256 members)",
     "sqlite_dump_gzip": "`sqlite3 .dump | gzip -6`",
     "naive_dump": "naive dump (json.dumps + zipfile, original CyberQuest)",
     "ours_backup_pg": "CyberQuest `flask backup create` (PostgreSQL)",
     "pg_dump": "`pg_dump -Fc`",
     "ours_restore": "CyberQuest `flask backup restore --mode replace` (SQLite)",
+    "ours_restore_encrypted": "the same, of the encrypted archive",
     "sqlite_restore": "`sqlite3 new.db < dump.sql`",
     "sqlite_restore_wal": "the same, in WAL mode (as the app's database runs)",
     "ours_merge": "CyberQuest `flask backup restore --mode merge`, 90% present (SQLite)",
@@ -327,12 +342,14 @@ LABELS = {
 RATIOS = [
     ("backup wall vs `sqlite3 .dump | gzip -6`", "ours_backup", "sqlite_dump_gzip", "wall", "≤ 0.6×"),
     ("archive size vs gzipped SQL dump", "ours_backup", "sqlite_dump_gzip", "size_mb", "≤ 1.1×"),
+    ("encrypted backup wall vs unencrypted", "ours_backup_encrypted", "ours_backup", "wall", "≤ 1.15×"),
     ("backup wall vs naive dump", "ours_backup", "naive_dump", "wall", "—"),
     ("backup peak RSS vs naive dump", "ours_backup", "naive_dump", "rss_mb", "—"),
     ("backup wall vs `pg_dump -Fc`", "ours_backup_pg", "pg_dump", "wall", "≤ 1.0×"),
     ("restore wall vs `sqlite3 < dump.sql`", "ours_restore", "sqlite_restore", "wall", "≤ 1.0×"),
     ("restore wall vs `sqlite3 < dump.sql` in WAL mode", "ours_restore", "sqlite_restore_wal", "wall", "—"),
     ("`sqlite3 < dump.sql`: WAL mode vs rollback journal", "sqlite_restore_wal", "sqlite_restore", "wall", "—"),
+    ("encrypted replace restore wall vs unencrypted", "ours_restore_encrypted", "ours_restore", "wall", "≤ 1.10×"),
     ("restore wall vs `pg_restore -j2`", "ours_restore_pg", "pg_restore", "wall", "≤ 1.5×"),
     ("merge wall vs our replace", "ours_merge", "ours_restore", "wall", "≤ 1.5×"),
     ("one-transaction COPY floor vs `pg_restore -j2`", "pg_copy_floor", "pg_restore", "wall", "—"),

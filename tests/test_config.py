@@ -105,3 +105,51 @@ def test_archive_reading_limits_and_the_upload_directory_come_from_the_environme
     defaults = Limits.from_config(settings(MAX_BACKUP_SIZE="10MB"))
     assert (defaults.max_decompressed, defaults.max_ratio) == (160 * 1024**2, 100.0)
     assert settings()["BACKUP_UPLOAD_DIRECTORY"] is None
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("BACKUP_ENCRYPTION_KEY", "fifteen chars!!", "at least 16 characters"),
+    ("BACKUP_ENCRYPTION_KEY", "a long passphrase\n", "control character"),
+    ("BACKUP_ENCRYPTION_KEY", " a long passphrase", "space"),
+    ("BACKUP_ENCRYPTION_OLD_KEYS", "an old long passphrase, short", "at least 16 characters"),
+])
+def test_an_unusable_encryption_passphrase_raises_config_error_naming_the_variable(name, value, says):
+    env = {"BACKUP_ENCRYPTION_KEY": "the current passphrase", name: value}
+    with pytest.raises(ConfigError, match=name) as error:
+        settings(**env)
+    assert says in str(error.value)
+
+
+def test_encryption_passphrases_parse():
+    assert settings()["BACKUP_ENCRYPTION_KEY"] is None and settings()["BACKUP_ENCRYPTION_OLD_KEYS"] == ()
+    config = settings(BACKUP_ENCRYPTION_KEY="correct horse battery staple",
+                      BACKUP_ENCRYPTION_OLD_KEYS="the first passphrase, the second passphrase,")
+    assert config["BACKUP_ENCRYPTION_KEY"] == "correct horse battery staple"
+    assert config["BACKUP_ENCRYPTION_OLD_KEYS"] == ("the first passphrase", "the second passphrase")
+
+
+def test_a_short_encryption_key_stops_flask_and_says_which(tmp_path):
+    result = run_flask_routes(tmp_path, BACKUP_ENCRYPTION_KEY="too short")
+    assert result.returncode != 0
+    assert "BACKUP_ENCRYPTION_KEY" in result.stderr and "at least 16" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    good = run_flask_routes(tmp_path, BACKUP_ENCRYPTION_KEY="a passphrase long enough")
+    assert good.returncode == 0, good.stderr
+
+
+def test_start_up_stops_when_the_key_cannot_be_used_here(tmp_path, monkeypatch):
+    from pyzipper.zipfile_aes import AESZipEncrypter
+
+    from app import create_app
+    from support.app import test_settings
+
+    with pytest.raises(ConfigError, match="BACKUP_ENCRYPTION_KEY must be at least 16"):
+        create_app(test_settings(tmp_path, BACKUP_ENCRYPTION_KEY="short"))
+
+    def broken(self, data):
+        raise OSError("libcrypto is missing")
+
+    monkeypatch.setattr(AESZipEncrypter, "encrypt", broken)
+    with pytest.raises(ConfigError, match="BACKUP_ENCRYPTION_KEY is set but cannot be used.*libcrypto is missing"):
+        create_app(test_settings(tmp_path, BACKUP_ENCRYPTION_KEY="a passphrase long enough"))

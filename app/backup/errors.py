@@ -47,6 +47,16 @@ class ArchiveError(BackupError):
     status = 422
 
 
+class UnknownPassphraseError(ArchiveError):
+    """The archive is encrypted with a passphrase that is neither the key nor an old key of this instance."""
+
+
+class EncryptionError(BackupError):
+    """This installation cannot encrypt (a broken crypto library, or a member came out in clear)."""
+
+    status = 500
+
+
 class RestoreError(BackupError):
     """The restore failed while writing and was rolled back."""
 

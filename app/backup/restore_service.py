@@ -31,6 +31,7 @@ from .archive import format
 from .jobs.lock import refuse_while_locked
 from .jobs.runner import JobHandle, run_job
 from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
+from .archive.encryption import Keyring
 from .archive.limits import Limits
 from .archive.reader import Archive
 from .units import human_size
@@ -131,7 +132,7 @@ def open_archive(app, source: ArchiveSource, trust_unsigned: bool) -> Iterator[A
     fh = source.open(app)
     try:
         with Archive.open(fh, limits=Limits.from_config(app.config), signing_key=format.signing_key(app.config),
-                          trust_unsigned=trust_unsigned) as archive:
+                          trust_unsigned=trust_unsigned, keyring=Keyring.from_config(app.config)) as archive:
             archive.label = source.label
             yield archive
     finally:

@@ -7,7 +7,8 @@ progress in ``jobs``.
 A backup is *listed* when its name is ``cyberquest_backup_YYYYMMDD_HHMMSS[_N].zip``,
 its metadata is readable, and it is either signed with this instance's key or
 was accepted (a ``BackupRecord`` with ``accepted=True``). Anything else in the
-store is neither listed nor served.
+store is neither listed nor served. An accepted archive encrypted with no known
+passphrase is listed as ``encrypted`` with nothing else read from it.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from ..extensions import db
 from ..models import BackupJob, BackupRecord, data_tables, utcnow
 from ..version import __version__
 from .archive import writer as archive, format
+from .archive.encryption import Keyring
+from .archive.summary import Summary, read_summary
 from .dialects import dialect_for
 from .jobs.runner import (JobHandle, get_job, latest_active_job, live_job_dict, recover_interrupted_jobs,
                           run_job)
@@ -42,9 +45,9 @@ log = logging.getLogger(__name__)
 # format.FILENAME_PATTERN with groups for the timestamp and the clash suffix.
 _NAME = re.compile(r"cyberquest_backup_(\d{8}_\d{6})(?:_(\d+))?\.zip")
 
-# Parsed metadata per store location, then per file name, with the size and mtime
-# it was read at: a listing re-reads only files that changed. None = unreadable.
-_metadata_cache: dict[str, dict[str, tuple[int, int, dict | None]]] = {}
+# Summaries per store location and keyring, then per file name, with the size and mtime
+# they were read at: a listing re-reads only files that changed. None = unreadable.
+_metadata_cache: dict[str, dict[str, tuple[int, int, Summary | None]]] = {}
 _cache_stats = {"hits": 0, "misses": 0}
 
 
@@ -138,6 +141,16 @@ class BackupService:
     def signing_key(self) -> bytes:
         return format.signing_key(self.app.config)
 
+    @property
+    def keyring(self) -> Keyring:
+        """``BACKUP_ENCRYPTION_KEY`` (new archives) and ``BACKUP_ENCRYPTION_OLD_KEYS`` (still read)."""
+        return Keyring.from_config(self.app.config)
+
+    @property
+    def _cache_key(self) -> str:
+        # What a summary holds depends on the passphrases it was read with.
+        return f"{self.storage.location}|{self.keyring.fingerprint}"
+
     # --- creating ------------------------------------------------------------------
 
     def start_create(self, trigger: str, created_by: str | None, *, wait: bool = False) -> BackupJob:
@@ -175,17 +188,18 @@ class BackupService:
                         pending.file, snapshot, data_tables(), created_at=created_at, created_by=created_by,
                         trigger=trigger, schema_revision=schema_revision(self.app),
                         app_info=app_info(database.name), signing_key=self.signing_key,
-                        progress=report)
+                        passphrase=self.keyring.current, progress=report)
         except SQLAlchemyError as exc:
             log.exception("backup failed while reading the database")
             raise _database_error(exc) from exc
         filename = pending.name
         entry = storage.stat(filename)
-        _metadata_cache.setdefault(storage.location, {})[filename] = (entry.size, entry.mtime_ns, written.metadata)
+        summary = Summary(written.metadata, self.keyring.current is not None)
+        _metadata_cache.setdefault(self._cache_key, {})[filename] = (entry.size, entry.mtime_ns, summary)
         record = self._record_archive(filename)
         report(1.0, f"Created {filename}")
         log.info("backup %s created (%s records, trigger %s)", filename, written.metadata["total_records"], trigger)
-        return self._backup_dict(entry, written.metadata, True, record)
+        return self._backup_dict(entry, summary, True, record)
 
     def _record_archive(self, filename: str) -> BackupRecord | None:
         # The record keeps the archive listed even if the signing key changes later;
@@ -213,20 +227,21 @@ class BackupService:
         storage = self.storage
         records = {r.filename: r for r in db.session.execute(select(BackupRecord)).scalars()}
         key = self.signing_key
-        cached = _metadata_cache.get(storage.location, {})
-        fresh: dict[str, tuple[int, int, dict | None]] = {}
+        cache_key = self._cache_key
+        cached = _metadata_cache.get(cache_key, {})
+        fresh: dict[str, tuple[int, int, Summary | None]] = {}
         backups = []
         for entry in storage.list():
             if not _NAME.fullmatch(entry.name):
                 continue
-            metadata = self._metadata(entry, cached, fresh)
-            if metadata is None:
+            summary = self._summary(entry, cached, fresh)
+            if summary is None:
                 continue
-            signed = format.signature_is_valid(metadata, key)
+            signed = summary.metadata is not None and format.signature_is_valid(summary.metadata, key)
             record = records.get(entry.name)
             if signed or (record is not None and record.accepted):
-                backups.append(self._backup_dict(entry, metadata, signed, record))
-        _metadata_cache[storage.location] = fresh
+                backups.append(self._backup_dict(entry, summary, signed, record))
+        _metadata_cache[cache_key] = fresh
         backups.sort(key=lambda b: _newest_first_key(b["filename"]), reverse=True)
         return backups
 
@@ -236,26 +251,28 @@ class BackupService:
             raise BackupNotFoundError(f"No backup is named {filename!r}.")
         storage = self.storage
         entry = storage.stat(filename)
-        cached = _metadata_cache.setdefault(storage.location, {})
-        metadata = self._metadata(entry, cached, cached)
+        cached = _metadata_cache.setdefault(self._cache_key, {})
+        summary = self._summary(entry, cached, cached)
         record = db.session.get(BackupRecord, filename)
-        signed = metadata is not None and format.signature_is_valid(metadata, self.signing_key)
-        if metadata is None or not (signed or (record is not None and record.accepted)):
+        signed = summary is not None and summary.metadata is not None and \
+            format.signature_is_valid(summary.metadata, self.signing_key)
+        if summary is None or not (signed or (record is not None and record.accepted)):
             raise BackupNotFoundError(f"No backup is named {filename!r}.")
-        return self._backup_dict(entry, metadata, signed, record)
+        return self._backup_dict(entry, summary, signed, record)
 
     def metadata(self, filename: str) -> dict:
-        """The stored ``backup_metadata.json`` of a listed backup."""
+        """The stored ``backup_metadata.json`` of a listed backup ({} when no known passphrase opens it)."""
         self.get(filename)
         entry = self.storage.stat(filename)
-        return self._metadata(entry, _metadata_cache.setdefault(self.storage.location, {}), {}) or {}
+        summary = self._summary(entry, _metadata_cache.setdefault(self._cache_key, {}), {})
+        return (summary.metadata if summary is not None else None) or {}
 
     def open_for_download(self, filename: str) -> tuple[BinaryIO, dict]:
         """An open binary file of the listed backup, and its Backup dict; the caller closes the file."""
         backup = self.get(filename)
         return self.storage.open_read(filename), backup
 
-    def _metadata(self, entry: StoredFile, cached: dict, fresh: dict) -> dict | None:
+    def _summary(self, entry: StoredFile, cached: dict, fresh: dict) -> Summary | None:
         hit = cached.get(entry.name)
         if hit is not None and hit[0] == entry.size and hit[1] == entry.mtime_ns:
             _cache_stats["hits"] += 1
@@ -264,15 +281,16 @@ class BackupService:
         _cache_stats["misses"] += 1
         try:
             with self.storage.open_parts(entry) as fh:
-                metadata = archive.read_metadata(fh)
+                summary = read_summary(fh, self.keyring)
         except BackupError as exc:
             log.info("not listing %s: %s", entry.name, exc)
-            metadata = None
-        fresh[entry.name] = (entry.size, entry.mtime_ns, metadata)
-        return metadata
+            summary = None
+        fresh[entry.name] = (entry.size, entry.mtime_ns, summary)
+        return summary
 
     @staticmethod
-    def _backup_dict(entry: StoredFile, metadata: dict, signed: bool, record: BackupRecord | None) -> dict:
+    def _backup_dict(entry: StoredFile, summary: Summary, signed: bool, record: BackupRecord | None) -> dict:
+        metadata = summary.metadata or {}
         counts = metadata.get("record_counts")
         if not isinstance(counts, dict) or not all(_int_or_none(v) is not None for v in counts.values()):
             counts = {}
@@ -293,6 +311,7 @@ class BackupService:
             "signed": signed,
             "verified": record.verified if record is not None else None,
             "pinned": bool(record is not None and record.pinned),
+            "encrypted": summary.encrypted,
         }
 
     # --- changing --------------------------------------------------------------------
@@ -301,7 +320,7 @@ class BackupService:
         """Delete a listed backup and what the app recorded about it; returns its name."""
         self.get(filename)
         self.storage.delete(filename)
-        _metadata_cache.get(self.storage.location, {}).pop(filename, None)
+        _metadata_cache.get(self._cache_key, {}).pop(filename, None)
         record = db.session.get(BackupRecord, filename)
         if record is not None:
             db.session.delete(record)

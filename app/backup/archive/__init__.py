@@ -1,1 +1,1 @@
-"""The backup file format only: writing, reading, inflating, parsing and signing archives. No SQL, no Flask."""
+"""The backup file format only: writing, reading, inflating, encrypting, parsing and signing archives. No SQL, no Flask."""

@@ -1,7 +1,8 @@
-"""Deflating one ZIP member on several threads, as pigz does, into one ordinary raw deflate stream."""
+"""Deflating one ZIP member on several threads, as pigz does, into one ordinary raw deflate stream; opening members."""
 from __future__ import annotations
 
 import os
+import zipfile
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -73,3 +74,15 @@ class ParallelDeflater:
             self._pool.shutdown(wait=True, cancel_futures=True)
         out.append(_FINAL_BLOCK)
         return b"".join(out)
+
+
+def open_member(zf: zipfile.ZipFile, name: str, parallel: bool = False):
+    """A writable member ``name`` of ``zf`` (ZIP64, the archive's deflate level); ``parallel``: on threads."""
+    # A name (not a ZipInfo) makes zipfile apply the archive's deflate level.
+    member = zf.open(name, "w", force_zip64=True)
+    if parallel and hasattr(member, "_compressor"):
+        # zipfile (and pyzipper's copy of it) has no public hook for the compressor; it
+        # only calls compress()/flush() on it, CRCs the uncompressed bytes itself and
+        # hands what comes out to the encrypter, if any.
+        member._compressor = ParallelDeflater()
+    return member

@@ -3,6 +3,11 @@
 zipfile's own reader cannot say how many compressed bytes it consumed, and the
 compression ratio must be judged on those, so members are inflated here. The
 sizes and CRC come from the central directory and are checked at the end.
+
+An AES member (``encryption``) is decrypted chunk by chunk as it is read; its
+authentication code is checked once its last byte has been read, before the
+stream ends, and first whenever reading it fails (a changed member says so
+rather than what the change broke). AE-2 members carry no CRC: the code covers them.
 """
 from __future__ import annotations
 
@@ -17,8 +22,9 @@ try:  # zlib-ng inflates the same deflate streams about twice as fast, and CRCs 
 except ImportError:  # pragma: no cover - the stdlib zlib is the fallback
     inflate_impl = zlib
 
-from ..errors import ArchiveError, TooLargeError
+from ..errors import ArchiveError, BackupError, TooLargeError
 from ..units import human_size
+from .encryption import MAC_SIZE, NO_KEYS, Unlocker, member_encryption
 from .limits import Limits
 
 READ_CHUNK = 256 * 1024
@@ -34,7 +40,8 @@ class MemberInflater:
     ``ArchiveError`` or ``TooLargeError`` names what is wrong.
     """
 
-    def __init__(self, fh: BinaryIO, info: zipfile.ZipInfo, limits: Limits, *, digest: bool):
+    def __init__(self, fh: BinaryIO, info: zipfile.ZipInfo, limits: Limits, *, digest: bool,
+                 unlocker: Unlocker | None = None):
         self.fh = fh
         self.info = info
         self.limits = limits
@@ -44,9 +51,26 @@ class MemberInflater:
         self.crc = 0
         self.finished = False
         self._data_offset = self._find_data(fh, info)
+        self._data_size = info.compress_size
+        self._cipher = None
+        self._authenticated = False
+        self._authentication_error: ArchiveError | None = None
+        self._check_crc = True
+        method = info.compress_type
+        field = member_encryption(info)
+        if field is not None:
+            fh.seek(self._data_offset)
+            header = fh.read(field.header_size)
+            self._data_size -= field.header_size + MAC_SIZE
+            if len(header) != field.header_size or self._data_size < 0:
+                raise ArchiveError(f"The archive is truncated inside {info.filename}.")
+            self._cipher = (unlocker or Unlocker(NO_KEYS)).cipher(info, field, header)
+            self._data_offset += field.header_size
+            self._check_crc = field.version == 1
+            method = field.method
         self._position = self._data_offset
         self._pending = b""
-        if info.compress_type == zipfile.ZIP_DEFLATED:
+        if method == zipfile.ZIP_DEFLATED:
             self._inflater = inflate_impl.decompressobj(-15)
         else:
             self._inflater = None
@@ -68,7 +92,7 @@ class MemberInflater:
     @property
     def fraction(self) -> float:
         """How much of the member has been read (0..1), for progress."""
-        return min(1.0, self.consumed / self.info.compress_size) if self.info.compress_size else 1.0
+        return min(1.0, self.consumed / self._data_size) if self._data_size else 1.0
 
     def _account(self, data: bytes) -> None:
         self.produced += len(data)
@@ -86,10 +110,18 @@ class MemberInflater:
             self.hasher.update(data)
 
     def chunks(self) -> Iterator[bytes]:
-        """The decompressed bytes, chunk by chunk; checks size and CRC at the end.
+        """The decompressed bytes, chunk by chunk; checks size, CRC and authentication code at the end.
 
         Calling it again continues where the last call stopped (see ``drain``).
         """
+        try:
+            yield from self._inflate()
+        except BackupError:
+            if self._cipher is not None:
+                self._authenticate()
+            raise
+
+    def _inflate(self) -> Iterator[bytes]:
         inflater = self._inflater
         while not self.finished:
             if inflater is not None and self._pending:
@@ -106,7 +138,7 @@ class MemberInflater:
                 if inflater.eof:
                     self._finish()
                 continue
-            remaining = self.info.compress_size - (self._position - self._data_offset)
+            remaining = self._data_size - (self._position - self._data_offset)
             if remaining <= 0:
                 if inflater is not None:
                     out = inflater.decompress(b"", INFLATE_CHUNK)
@@ -123,6 +155,8 @@ class MemberInflater:
             if not raw:
                 raise ArchiveError(f"The archive ends inside {self.info.filename}; it is truncated.")
             self._position += len(raw)
+            if self._cipher is not None:
+                raw = self._cipher.decrypt(raw)
             if inflater is None:
                 self.consumed += len(raw)
                 self._account(raw)
@@ -131,9 +165,37 @@ class MemberInflater:
                 self._pending = raw
 
     def _finish(self) -> None:
-        if self.produced != self.info.file_size or (self.crc & 0xFFFFFFFF) != self.info.CRC:
+        if self._cipher is not None:
+            self._authenticate()
+        if self.produced != self.info.file_size or (self._check_crc and (self.crc & 0xFFFFFFFF) != self.info.CRC):
             raise ArchiveError(f"{self.info.filename} is damaged (its size or CRC does not match the ZIP entry).")
         self.finished = True
+
+    def _authenticate(self) -> None:
+        """Run the encrypted bytes not read yet through the cipher, then compare the authentication code.
+
+        Checked once; a failure is raised again by every later call, so reading on
+        after it (``drain``) reports the change, not what the change broke.
+        """
+        if not self._authenticated:
+            self._authenticated = True
+            try:
+                end = self._data_offset + self._data_size
+                self.fh.seek(self._position)
+                while self._position < end:
+                    raw = self.fh.read(min(READ_CHUNK, end - self._position))
+                    if not raw:
+                        raise ArchiveError(f"The archive ends inside {self.info.filename}; it is truncated.")
+                    self._position += len(raw)
+                    self._cipher.decrypt(raw)
+                code = self.fh.read(MAC_SIZE)
+                if len(code) != MAC_SIZE:
+                    raise ArchiveError(f"The archive ends inside {self.info.filename}; it is truncated.")
+                self._cipher.check(code)
+            except ArchiveError as exc:
+                self._authentication_error = exc
+        if self._authentication_error is not None:
+            raise self._authentication_error
 
     def read_all(self) -> bytes:
         """The whole member (for the small ones), checked like ``chunks``."""

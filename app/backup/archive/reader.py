@@ -8,6 +8,12 @@ small ``app_info.json`` member. ``Archive.events`` then streams
 ``inflater`` enforces the decompression limits and hashes what it decompresses;
 once the member ends, the hash and the row counts are compared with the metadata.
 Reading, inflating and hashing run on a helper thread (``pipeline.Handoff``).
+
+An encrypted archive (every member AES, ``encryption``) is opened with the
+``Keyring``: the small metadata member is decrypted and authenticated whole
+before anything in it is used. The data member is authenticated as it ends,
+before its last event: a restore runs in one transaction that commits only once
+``events`` is exhausted, so no row of a changed member is ever committed.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from typing import BinaryIO, Iterator
 from . import format
 from ..errors import ArchiveError, BackupError, TooLargeError
 from ..units import human_size
+from .encryption import NO_KEYS, Keyring, Unlocker, member_encryption
 from .inflater import MemberInflater
 from .layout import ROWS, TABLE, VALUES, LayoutMismatch, RowsDecoder, fast_events, json_events
 from .limits import Limits
@@ -38,15 +45,16 @@ class Archive:
     Attributes: ``metadata``, ``app_info``, ``legacy`` (an original CyberQuest
     archive), ``signed`` (by this instance's key), ``declared_tables`` (the
     metadata's table list, or None), ``record_counts`` (or None),
-    ``schema_revision`` (or None).
+    ``schema_revision`` (or None), ``encrypted``.
     """
 
     def __init__(self, fh: BinaryIO, *, limits: Limits, signing_key: bytes, trust_unsigned: bool,
-                 owns_file: bool, label: str = "the archive"):
+                 owns_file: bool, label: str = "the archive", keyring: Keyring = NO_KEYS):
         self.fh = fh
         self.limits = limits
         self.label = label
         self._owns_file = owns_file
+        self._unlocker = Unlocker(keyring)
         self._data_stream: MemberInflater | None = None
         self._prefetch: Handoff | None = None
         try:
@@ -58,10 +66,12 @@ class Archive:
     # --- opening --------------------------------------------------------------------
 
     @classmethod
-    def open(cls, source, *, limits: Limits, signing_key: bytes, trust_unsigned: bool = False) -> "Archive":
+    def open(cls, source, *, limits: Limits, signing_key: bytes, trust_unsigned: bool = False,
+             keyring: Keyring = NO_KEYS) -> "Archive":
         """Open ``source`` (a path or a seekable binary file) and validate it up to the rows.
 
-        Raises ``TooLargeError`` (413) or ``ArchiveError`` (422) naming what is wrong.
+        Raises ``TooLargeError`` (413) or ``ArchiveError`` (422) naming what is wrong;
+        ``UnknownPassphraseError`` (422) when it is encrypted with no passphrase of ``keyring``.
         """
         if isinstance(source, (str, os.PathLike)):
             try:
@@ -69,8 +79,9 @@ class Archive:
             except OSError as exc:
                 raise ArchiveError(f"The file {os.fspath(source)} cannot be read ({exc.strerror}).") from exc
             return cls(fh, limits=limits, signing_key=signing_key, trust_unsigned=trust_unsigned, owns_file=True,
-                       label=os.path.basename(os.fspath(source)))
-        return cls(source, limits=limits, signing_key=signing_key, trust_unsigned=trust_unsigned, owns_file=False)
+                       label=os.path.basename(os.fspath(source)), keyring=keyring)
+        return cls(source, limits=limits, signing_key=signing_key, trust_unsigned=trust_unsigned, owns_file=False,
+                   keyring=keyring)
 
     def close(self) -> None:
         self._stop_prefetch()
@@ -94,8 +105,9 @@ class Archive:
                                 f"({human_size(self.limits.max_size)}).")
         self.members = self._check_members()
         self.metadata = self._read_json_member(format.METADATA_MEMBER)
-        app_info_bytes = MemberInflater(self.fh, self.members[format.APP_INFO_MEMBER], self.limits,
-                                         digest=False).read_all() if self._small(format.APP_INFO_MEMBER) else b""
+        app_info_bytes = MemberInflater(
+            self.fh, self.members[format.APP_INFO_MEMBER], self.limits, digest=False,
+            unlocker=self._unlocker).read_all() if self._small(format.APP_INFO_MEMBER) else b""
         self.app_info = format.parse_json_object(format.APP_INFO_MEMBER, app_info_bytes)
         self._check_metadata(app_info_bytes)
         self._check_signature(signing_key, trust_unsigned)
@@ -127,12 +139,18 @@ class Archive:
                 parts.append("it holds unexpected members " + ", ".join(repr(n) for n in unexpected))
             raise ArchiveError("The archive is not a CyberQuest backup: " + "; ".join(parts) + ".")
         members = {info.filename: info for info in infos}
+        encryption = {info.filename: member_encryption(info) for info in infos}
+        clear = [name for name, field in encryption.items() if field is None]
+        if clear and len(clear) < len(infos):
+            raise ArchiveError(f"The archive mixes encrypted and clear members ({', '.join(clear)} in clear); "
+                               "a backup is encrypted whole or not at all.")
+        self.encrypted = not clear
         for info in infos:
-            if info.flag_bits & 0x1:
-                raise ArchiveError(f"{info.filename} is encrypted; backups are never encrypted inside the ZIP.")
-            if info.compress_type not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED):
+            field = encryption[info.filename]
+            method = field.method if field is not None else info.compress_type
+            if method not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED):
                 raise ArchiveError(f"{info.filename} uses an unsupported compression method "
-                                   f"({info.compress_type}); backups use deflate.")
+                                   f"({method}); backups use deflate.")
             if info.file_size > self.limits.max_decompressed:
                 raise TooLargeError(f"{info.filename} would decompress to {human_size(info.file_size)}, past the "
                                     f"limit of {human_size(self.limits.max_decompressed)}.")
@@ -150,7 +168,7 @@ class Archive:
 
     def _read_json_member(self, name: str) -> dict:
         self._small(name)
-        raw = MemberInflater(self.fh, self.members[name], self.limits, digest=False).read_all()
+        raw = MemberInflater(self.fh, self.members[name], self.limits, digest=False, unlocker=self._unlocker).read_all()
         return format.parse_json_object(name, raw)
 
     def _check_metadata(self, app_info_bytes: bytes) -> None:
@@ -252,7 +270,8 @@ class Archive:
         returns None the rows are parsed here and yielded as ``ROWS`` as usual.
         """
         self._stop_prefetch()
-        stream = MemberInflater(self.fh, self.members[format.DATA_MEMBER], self.limits, digest=True)
+        stream = MemberInflater(self.fh, self.members[format.DATA_MEMBER], self.limits, digest=True,
+                                unlocker=self._unlocker)
         self._data_stream = stream
         self._prefetch = Handoff.reading_ahead(stream.chunks(), name="restore-read")
         try:
@@ -301,12 +320,25 @@ class Archive:
             return [value for kind, value in self.events(fast=False) if kind is TABLE]
 
     def _verify_checksum(self, stream: MemberInflater) -> None:
-        if self.checksums is None:
+        name = stream.info.filename
+        expected = (self.checksums or {}).get(name)
+        if expected is None:
             return
         actual = "sha256:" + stream.hexdigest()
-        if not hmac.compare_digest(actual, self.checksums[format.DATA_MEMBER]):
-            raise ArchiveError(f"{format.DATA_MEMBER} fails its checksum: the archive was changed or damaged "
+        if not hmac.compare_digest(actual, expected):
+            raise ArchiveError(f"{name} fails its checksum: the archive was changed or damaged "
                                "after it was made.")
+
+    @property
+    def passphrase(self) -> str | None:
+        """The passphrase that opened this encrypted archive (None for a clear one)."""
+        return self._unlocker.passphrase
+
+    def member_chunks(self, name: str) -> Iterator[bytes]:
+        """One member's content, checked as every read is (limits, CRC, authentication code), then its checksum."""
+        stream = MemberInflater(self.fh, self.members[name], self.limits, digest=True, unlocker=self._unlocker)
+        yield from stream.chunks()
+        self._verify_checksum(stream)
 
     def _raise_if_checksum_fails(self) -> None:
         stream = self._data_stream

@@ -1,10 +1,10 @@
-"""The backup archive: a streaming ZIP writer and a cheap metadata reader.
+"""The backup archive's streaming ZIP writer.
 
 The writer takes each table in bounded batches from a snapshot of the database
 (a ``RowSource``: the dialect reads the rows, ``encode_rows`` or the database
-itself spells them as JSON) and streams them into the deflated
-``database_backup.json`` member while hashing them, so memory stays flat
-however large the database is.
+itself spells them as JSON) and streams them into the deflated (and, with a
+passphrase, AES-encrypted: ``encryption``) ``database_backup.json`` member while
+hashing them, so memory stays flat however large the database is.
 
 ``database_backup.json`` layout (one JSON document; the restore side may rely
 on it for archives this module wrote, and falls back to a streaming JSON parser
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import BinaryIO, Callable, Iterable, Protocol, Sequence
@@ -40,13 +39,12 @@ import orjson
 from sqlalchemy import Table, UniqueConstraint
 
 from . import format
-from ..errors import ArchiveError
 from ..schema import parents_among
-from .deflate import COMPRESS_LEVEL, ParallelDeflater
+from .deflate import COMPRESS_LEVEL, open_member
+from .encryption import ensure_encrypted, zip_for_writing
 from .pipeline import Handoff
 
 ProgressCallback = Callable[[float, str], None]
-METADATA_MAX_BYTES = 1024 * 1024
 ROW_OPTIONS = orjson.OPT_NAIVE_UTC  # a naive datetime is UTC; aware ones keep their "+00:00"
 
 
@@ -59,16 +57,6 @@ class WriteResult:
 
 def _iso_utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat()
-
-
-def _member_writer(zf: zipfile.ZipFile, name: str, parallel: bool = False):
-    # A name (not a ZipInfo) makes zipfile apply the archive's deflate level.
-    member = zf.open(name, "w", force_zip64=True)
-    if parallel and hasattr(member, "_compressor"):
-        # zipfile has no public hook for the compressor; it only calls
-        # compress()/flush() on it and CRCs the uncompressed bytes itself.
-        member._compressor = ParallelDeflater()
-    return member
 
 
 class _HashingSink:
@@ -165,11 +153,14 @@ def restore_order(tables: Sequence[Table], row_counts: dict[str, int]) -> list[T
 
 def write_archive(fileobj: BinaryIO, source: RowSource, tables: Sequence[Table], *, created_at: datetime,
                   created_by: str | None, trigger: str, schema_revision: str | None, app_info: dict,
-                  signing_key: bytes, progress: ProgressCallback | None = None) -> WriteResult:
+                  signing_key: bytes, passphrase: str | None = None,
+                  progress: ProgressCallback | None = None) -> WriteResult:
     """Write a complete, signed archive of ``tables`` read from ``source``, listed in ``restore_order``.
 
     ``source`` should be one snapshot, so the tables agree with each other
-    (``Dialect.snapshot``). Returns the metadata as stored in ``backup_metadata.json``.
+    (``Dialect.snapshot``). With ``passphrase`` every member is AES-256 encrypted
+    (``encryption``); if that fails, or a member comes out in clear, this raises and
+    the caller publishes nothing. Returns the metadata as stored in ``backup_metadata.json``.
     """
     started = time.monotonic()
     report = progress or (lambda fraction, message: None)
@@ -181,9 +172,8 @@ def write_archive(fileobj: BinaryIO, source: RowSource, tables: Sequence[Table],
     record_counts: dict[str, int] = {}
     app_info_bytes = orjson.dumps(app_info, option=orjson.OPT_INDENT_2)
 
-    with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL,
-                         allowZip64=True) as zf:
-        with _member_writer(zf, format.DATA_MEMBER, parallel=True) as member:
+    with zip_for_writing(fileobj, passphrase, COMPRESS_LEVEL) as zf:
+        with open_member(zf, format.DATA_MEMBER, parallel=True) as member:
             sink = _HashingSink(member)
             try:
                 for index, table in enumerate(tables):
@@ -220,29 +210,11 @@ def write_archive(fileobj: BinaryIO, source: RowSource, tables: Sequence[Table],
         }
         metadata["signature"] = format.sign_metadata(metadata, signing_key)
         report(0.99, "Writing metadata")
-        with _member_writer(zf, format.METADATA_MEMBER) as member:
+        with open_member(zf, format.METADATA_MEMBER) as member:
             member.write(orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
-        with _member_writer(zf, format.APP_INFO_MEMBER) as member:
+        with open_member(zf, format.APP_INFO_MEMBER) as member:
             member.write(app_info_bytes)
+        if passphrase is not None:
+            ensure_encrypted(zf)
     return WriteResult(metadata)
 
-
-def read_metadata(fileobj: BinaryIO) -> dict:
-    """The parsed ``backup_metadata.json`` of an archive, reading only the ZIP directory and that member.
-
-    Raises ``ArchiveError`` when the file is not a ZIP, lacks the member, or the
-    member is not a JSON object.
-    """
-    try:
-        with zipfile.ZipFile(fileobj) as zf:
-            try:
-                info = zf.getinfo(format.METADATA_MEMBER)
-            except KeyError:
-                raise ArchiveError(f"The archive has no {format.METADATA_MEMBER}.") from None
-            if info.file_size > METADATA_MAX_BYTES:
-                raise ArchiveError(f"The archive's {format.METADATA_MEMBER} is implausibly large.")
-            with zf.open(info) as member:
-                raw = member.read(METADATA_MAX_BYTES + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
-        raise ArchiveError(f"The file is not a readable ZIP archive ({exc}).") from exc
-    return format.parse_json_object(format.METADATA_MEMBER, raw)

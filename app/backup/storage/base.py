@@ -1,4 +1,4 @@
-"""What a backup store is: a flat store of named, immutable byte streams (it knows nothing of ZIP or JSON).
+"""What a backup store is: a flat store of named byte streams, replaced only whole (it knows nothing of ZIP or JSON).
 
 ``Storage`` is the interface the service uses; ``StoredFile`` describes one
 complete file and ``PendingFile`` is what an atomic writer yields. A file appears
@@ -36,7 +36,7 @@ class PendingFile:
 
 
 class Storage(ABC):
-    """A flat store of named, immutable byte streams."""
+    """A flat store of named byte streams, each written once and replaced only whole."""
 
     #: Identifies the store's location, e.g. for caches keyed by it.
     location: str
@@ -67,6 +67,16 @@ class Storage(ABC):
         On a clean exit the data is made durable and published under the first of
         ``candidate_names`` not taken yet (``PendingFile.name``); on an exception
         nothing is published and nothing is left behind.
+        """
+
+    @abstractmethod
+    def replacing_writer(self, name: str):
+        """Context manager yielding a ``PendingFile`` whose content replaces the existing file ``name``.
+
+        The new file is written beside the old one; on a clean exit it is made
+        durable and takes the name in one atomic step, so a reader sees the whole
+        old file or the whole new one. On an exception, or a crash at any point,
+        the old file stays as it was. ``BackupNotFoundError`` if there is no ``name``.
         """
 
     @abstractmethod

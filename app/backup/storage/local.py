@@ -1,9 +1,10 @@
 """Archives in one local directory (``BACKUP_DIRECTORY``), behind the ``Storage`` interface.
 
 Writers fill a hidden partial file in the same directory, fsync it, then link it
-under the first free final name (so a crash at any point leaves nothing that
-``list()`` shows). Partials left by a killed writer are removed by
-``cleanup_partials()`` at the next start.
+under the first free final name, or rename it over the file it replaces (so a
+crash at any point leaves nothing that ``list()`` shows, and the old file whole).
+Partials left by a killed writer are removed by ``cleanup_partials()`` at the next
+start.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from ..errors import BackupNotFoundError, StorageError
 from .base import PendingFile, Storage, StoredFile, is_plain_name
@@ -96,9 +97,32 @@ class LocalStorage(Storage):
     def atomic_writer(self, candidate_names: Iterable[str]) -> Iterator[PendingFile]:
         candidates = iter(candidate_names)
         first = next(candidates)
-        partial = self.directory / f".{first}{PARTIAL_MARKER}{uuid.uuid4().hex}"
+        with self._partial_then(first, lambda partial: self._publish(partial, first, candidates)) as pending:
+            yield pending
+
+    @contextmanager
+    def replacing_writer(self, name: str) -> Iterator[PendingFile]:
+        """A partial file beside ``name``, renamed over it on a clean exit (``rename`` replaces atomically)."""
+        target = self._path(name)
+        self.stat(name)
+
+        def swap(partial: Path) -> str:
+            os.replace(partial, target)
+            return name
+
+        with self._partial_then(name, swap) as pending:
+            yield pending
+
+    @contextmanager
+    def _partial_then(self, name: str, publish: Callable[[Path], str]) -> Iterator[PendingFile]:
+        """A hidden, locked partial file for ``name``; after a clean block it is fsynced, then ``publish``ed.
+
+        ``publish(partial)`` gives it its final name and returns that name. Whatever
+        happens, no partial file is left behind.
+        """
+        partial = self.directory / f".{name}{PARTIAL_MARKER}{uuid.uuid4().hex}"
         try:
-            fh = open(partial, "xb")
+            fh = open(partial, "xb+")  # readable too: a replacing writer hashes what it wrote
         except OSError as exc:
             raise self._error("write", exc) from exc
         published = False
@@ -111,7 +135,7 @@ class LocalStorage(Storage):
             try:
                 fh.flush()
                 os.fsync(fh.fileno())
-                pending.name = self._publish(partial, first, candidates)
+                pending.name = publish(partial)
                 published = True
                 _fsync_directory(self.directory)
             except OSError as exc:

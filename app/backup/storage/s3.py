@@ -5,7 +5,9 @@ and byte streams only. Publishing is atomic: a writer fills a local temporary
 file, and only a complete file is uploaded (one PUT, or a managed multipart upload
 for big files whose parts stay invisible until the final CompleteMultipartUpload).
 A crash therefore never leaves a listed object; at worst an unfinished multipart
-upload, which ``cleanup_partials()`` aborts once it is stale.
+upload, which ``cleanup_partials()`` aborts once it is stale. ``replacing_writer``
+uploads over an existing object the same way (without ``If-None-Match``): S3
+swaps an object whole, so a reader gets the old one or the new one.
 
 Name clashes (``_2``, ``_3`` …) are settled in two steps: ``head_object`` skips
 names already taken without uploading anything, and every PUT and
@@ -56,6 +58,8 @@ _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
 # Per client: whether PUTs still carry If-None-Match (False once the store said it cannot).
 _conditional_puts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Per client: the keys being replaced on purpose right now (``replacing_writer``), whose PUTs stay unconditional.
+_replacing: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def normalise_prefix(prefix: str | None) -> str:
@@ -106,7 +110,8 @@ def _prepare_client(client) -> None:
     # where the transfer manager calls the client (on its worker threads).
     def add_condition(params, **kwargs):
         owner = ref()
-        if owner is not None and _conditional_puts.get(owner, False):
+        if owner is not None and _conditional_puts.get(owner, False) \
+                and params.get("Key") not in _replacing.get(owner, ()):
             params.setdefault("IfNoneMatch", "*")
 
     for operation in ("PutObject", "CompleteMultipartUpload"):
@@ -235,18 +240,49 @@ class S3Storage(Storage):
                 raise self._temp_error("upload", exc) from exc
             pending.name = self._publish(fh, candidate_names)
 
+    @contextmanager
+    def replacing_writer(self, name: str) -> Iterator[PendingFile]:
+        """Yield a local temporary file; on a clean exit upload it over ``name`` (a PUT replaces an object whole)."""
+        key = self._key(name)
+        self.stat(name)
+        fh = self._temporary_file("upload")
+        with fh:
+            pending = PendingFile(fh)
+            try:
+                yield pending
+                fh.flush()
+            except OSError as exc:
+                raise self._temp_error("upload", exc) from exc
+            replacing = _replacing.setdefault(self.client, set())
+            replacing.add(key)
+            try:
+                self._upload(fh, key)
+            except ClientError as exc:
+                raise self._error("write", exc) from exc
+            finally:
+                replacing.discard(key)
+            pending.name = name
+
+    def _upload(self, fh: BinaryIO, key: str) -> None:
+        # The transfer manager closes the file it is given; a duplicate descriptor
+        # keeps ours open (for the next name, say). It shares the offset, so rewind first.
+        fh.seek(0)
+        try:
+            with os.fdopen(os.dup(fh.fileno()), "rb") as body:
+                self.client.upload_fileobj(body, self.bucket, key, Config=self.transfer_config)
+        except (BotoCoreError, S3UploadFailedError) as exc:
+            raise self._error("write", exc) from exc
+        except OSError as exc:
+            raise self._temp_error("upload", exc) from exc
+
     def _publish(self, fh: BinaryIO, candidate_names: Iterable[str]) -> str:
         for name in candidate_names:
             key = self._key(name)
             if self._exists(key):
                 continue
             while True:
-                # The transfer manager closes the file it is given; a duplicate descriptor
-                # keeps ours open for the next name. It shares the offset, so rewind first.
-                fh.seek(0)
                 try:
-                    with os.fdopen(os.dup(fh.fileno()), "rb") as body:
-                        self.client.upload_fileobj(body, self.bucket, key, Config=self.transfer_config)
+                    self._upload(fh, key)
                     return name
                 except ClientError as exc:
                     code = error_code(exc)
@@ -259,10 +295,6 @@ class S3Storage(Storage):
                         _conditional_puts[self.client] = False
                         continue
                     raise self._error("write", exc) from exc
-                except (BotoCoreError, S3UploadFailedError) as exc:
-                    raise self._error("write", exc) from exc
-                except OSError as exc:
-                    raise self._temp_error("upload", exc) from exc
         raise StorageError("No free backup file name is left for this second; try again.")
 
     def _exists(self, key: str) -> bool:

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from app.backup.archive import deflate
 from app.backup.archive import writer as archive, format
+from app.backup.archive.summary import read_summary
 from app.backup.archive.writer import restore_order
 from app.backup.dialects import dialect_for
+from app.backup.errors import ArchiveError
 from app.backup.service import BackupService, app_info, backup_name_candidates
 from app.backup.storage.local import LocalStorage
 from app.extensions import db
@@ -166,8 +168,8 @@ def test_backups_in_quick_succession_all_get_distinct_listed_names(app):
 
 
 def test_read_metadata_refuses_what_is_not_an_archive():
-    with pytest.raises(archive.ArchiveError):
-        archive.read_metadata(io.BytesIO(b"not a zip at all"))
+    with pytest.raises(ArchiveError):
+        read_summary(io.BytesIO(b"not a zip at all"))
 
 
 # --- type fidelity, property-based --------------------------------------------------------

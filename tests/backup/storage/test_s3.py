@@ -229,7 +229,7 @@ def test_open_read_file_is_anonymous_and_gone_after_close(s3, storage):
 
 
 def test_reading_an_archives_metadata_fetches_only_its_directory_and_that_member(s3, storage, tmp_path):
-    from app.backup.archive.writer import read_metadata
+    from app.backup.archive.summary import read_summary
     from support.archives import build_archive, generated_tables
 
     archive = build_archive(tmp_path / "big.zip", generated_tables(users=2_000, attempts=40_000), key=None)
@@ -244,11 +244,11 @@ def test_reading_an_archives_metadata_fetches_only_its_directory_and_that_member
     storage.client.meta.events.register("after-call.s3.GetObject", count)
     try:
         with storage.open_parts(entry) as fh:
-            metadata = read_metadata(fh)
+            metadata = read_summary(fh).metadata
     finally:
         storage.client.meta.events.unregister("after-call.s3.GetObject", count)
     with storage.open_read(name) as fh:
-        assert metadata == read_metadata(fh)
+        assert metadata == read_summary(fh).metadata
     assert metadata["record_counts"]["login_attempts"] == 40_000
     assert sum(fetched) < 200_000 and len(fetched) <= 4, fetched
 
@@ -375,6 +375,29 @@ def test_get_storage_builds_s3_storage_from_the_settings(s3, tmp_path):
         get_storage(app)
 
 
+def test_a_replacing_writer_swaps_the_object_whole_and_a_failing_one_leaves_it(s3):
+    client = make_client(s3.endpoint_url)
+    storage = S3Storage(BUCKET, PREFIX, s3.endpoint_url, client=client, temp_dir=str(s3.temp_dir))
+    write(storage, b"old bytes", ["a.zip"])
+    sent = []
+    client.meta.events.register("before-call.s3.PutObject",
+                                lambda params, **kwargs: sent.append(params["headers"].get("If-None-Match")))
+    with pytest.raises(RuntimeError, match="boom"):
+        with storage.replacing_writer("a.zip") as pending:
+            pending.file.write(b"half of the new")
+            raise RuntimeError("boom")
+    assert object_bytes(s3, f"{PREFIX}/a.zip") == b"old bytes" and sent == []
+    with storage.replacing_writer("a.zip") as pending:
+        pending.file.write(b"new bytes")
+    assert pending.name == "a.zip" and sent == [None]  # unconditional: it replaces on purpose
+    assert object_bytes(s3, f"{PREFIX}/a.zip") == b"new bytes" and all_keys(s3) == [f"{PREFIX}/a.zip"]
+    assert write(storage, b"next", ["a.zip", "a_2.zip"]) == "a_2.zip" and sent[-1] == "*"  # others stay conditional
+    with pytest.raises(BackupNotFoundError):
+        with storage.replacing_writer("missing.zip"):
+            pass
+    assert os.listdir(s3.temp_dir) == []
+
+
 # --- the app with BACKUP_STORAGE=s3, through its HTTP API ---------------------------------
 
 @pytest.fixture
@@ -469,3 +492,22 @@ def test_a_missing_bucket_makes_create_a_500_that_says_what_to_fix(s3, s3_app):
     assert response.status_code == 500
     assert response.get_json() == {
         "error": f"The S3 bucket '{BUCKET}' does not exist; create it or fix BACKUP_S3_BUCKET."}
+
+
+def test_rekey_re_encrypts_the_archives_in_s3(s3, s3_app, tmp_path):
+    from app.backup.rekey import rekey_archives
+
+    seed_sample_rows(s3_app)
+    with s3_app.app_context():
+        from app.backup.service import BackupService
+
+        made = BackupService().create("manual", None)["filename"]
+    rekeyed = build_app(tmp_path, BACKUP_STORAGE="s3", BACKUP_S3_BUCKET=BUCKET, BACKUP_S3_PREFIX=PREFIX,
+                        BACKUP_S3_ENDPOINT_URL=s3.endpoint_url, BACKUP_ENCRYPTION_KEY="the passphrase in s3")
+    with rekeyed.app_context():
+        assert [(o.filename, o.action) for o in rekey_archives(rekeyed)] == [(made, "encrypted")]
+        [backup] = BackupService().list()
+    assert backup["filename"] == made and backup["encrypted"] is True and backup["signed"] is True
+    assert all_keys(s3) == [f"{PREFIX}/{made}"]
+    response = rekeyed.test_client().post(f"/admin/verify-backup/{made}", headers=s3_app.test_headers)
+    assert response.status_code == 200 and response.get_json()["verification"]["ok"] is True

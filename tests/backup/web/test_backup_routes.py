@@ -9,8 +9,10 @@ import pytest
 
 from app.backup.jobs.lock import acquire_exclusive
 from app.backup.jobs.runner import create_job
+from app.backup.service import BackupService
+from support.app import ADMIN_PASSWORD, build_app
 from support.backup import seed_sample_rows
-from support.web import JSON, csrf_token_from, wait_for_job
+from support.web import JSON, csrf_token_from, login, wait_for_job
 
 
 def create(client, headers, **fields):
@@ -201,3 +203,17 @@ def test_html_conflict_flashes_and_returns_to_the_page(app, admin_client):
     response = admin_client.post("/admin/create-backup", data={"csrf_token": token})
     assert response.status_code == 302 and response.headers["Location"].endswith("/admin/system-backup")
     assert "running" in admin_client.get("/admin/system-backup").get_data(as_text=True)
+
+
+
+def test_the_page_warns_while_encryption_is_off_and_badges_encrypted_archives(app, admin_client, tmp_path):
+    page = admin_client.get("/admin/system-backup").get_data(as_text=True)
+    assert 'id="encryption-off"' in page and "Encryption is off" in page
+    encrypted = build_app(tmp_path, BACKUP_ENCRYPTION_KEY="correct horse battery staple")  # same database
+    with encrypted.app_context():
+        BackupService().create("manual", "admin")
+    client = encrypted.test_client()
+    assert login(client, "admin", ADMIN_PASSWORD).status_code == 302
+    page = client.get("/admin/system-backup").get_data(as_text=True)
+    assert "Encryption is off" not in page
+    assert ">encrypted</span>" in page
