@@ -54,6 +54,9 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     extensions.mail.init_app(app)
     from . import security
+    from .backup.jobs import executors
+
+    executors.install(app)
 
     security.init_login_manager(login_manager)
 

@@ -57,3 +57,9 @@ class StorageError(BackupError):
     """The backup store could not be read or written."""
 
     status = 500
+
+
+class QueueUnavailableError(BackupError):
+    """The job queue (Celery's broker) could not be reached, so the job was not queued."""
+
+    status = 503

@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import BinaryIO, Callable, Iterator
 
 import orjson
@@ -27,7 +27,7 @@ from ..extensions import db
 from . import audit
 from .archive import format
 from .jobs.lock import refuse_while_locked
-from .jobs.runner import JobHandle, run_job
+from .jobs.runner import JobHandle, JobWork, job_body, run_job
 from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
 from .archive.limits import Limits
 from .archive.reader import Archive
@@ -172,15 +172,9 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
         # Early, so a locked instance does not first validate a large upload.
         refuse_while_locked()
         check_request(app, source, options)
-
-        def work(handle: JobHandle) -> dict:
-            try:
-                return perform_restore(app, source, options, actor=actor, progress=handle.reporter(also=progress))
-            finally:
-                if background:
-                    source.discard()
-
-        job = run_job("restore", actor, work, exclusive=True, background=background)
+        work = JobWork("restore", {"source": asdict(source), "options": asdict(options), "actor": actor,
+                                   "discard_source": background})
+        job = run_job("restore", actor, work, exclusive=True, background=background, progress=progress)
         handed_off = background
     finally:
         if not handed_off:
@@ -189,6 +183,20 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
         return {"job": BackupService.job(job.id)}
     result = orjson.loads(job.result) if job.result else None
     return {"preview": result} if options.dry_run else {"restore": result}
+
+
+@job_body("restore")
+def run_restore(app, handle: JobHandle, *, source: dict, options: dict, actor: str | None,
+                discard_source: bool) -> dict:
+    """The restore job's body, in whichever process runs the job: source and options rebuilt from plain data."""
+    archive_source = ArchiveSource(**source)
+    tables = options.get("tables")
+    try:
+        return perform_restore(app, archive_source, RestoreOptions(**{**options, "tables": tables and tuple(tables)}),
+                               actor=actor, progress=handle.progress)
+    finally:
+        if discard_source:
+            archive_source.discard()
 
 
 def perform_restore(app, source: ArchiveSource, options: RestoreOptions, *, actor: str | None,
