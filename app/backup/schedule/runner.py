@@ -33,6 +33,7 @@ from ...models import ScheduledRun, utcnow
 from .. import audit
 from . import health, notify, retention
 from ..jobs.lock import current_owner, owner_is_dead
+from ..jobs.runner import recover_interrupted_jobs
 from ..errors import BackupError, ConflictError
 from .settings import ScheduleSettings, claim_missed_alert, due_slot, load_settings, next_run_at
 from ..service import BackupService
@@ -254,6 +255,8 @@ def run_scheduled(now: datetime | None = None) -> SlotOutcome:
         with _cache_lock:
             _settings_cache[_database_key()] = settings
         fail_interrupted_runs(settings, now)
+        # The beat looks for dead jobs too, so one dies unseen for at most a minute and its lock's TTL.
+        recover_interrupted_jobs()
         slot = due_slot(settings, now)
         upcoming = next_run_at(settings, now)
         if not settings.enabled:
