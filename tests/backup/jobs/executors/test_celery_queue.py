@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from app.backup.jobs.lock import exclusive_is_held
+from app.backup.schedule.runner import run_scheduled
 from app.cli import create_account
 from app.extensions import db
-from app.models import AuditLog, BackupJob, OperationLock
+from app.models import AuditLog, BackupJob, OperationLock, utcnow
 from support.app import build_app
 from support.backup import seed_sample_rows
 from support.jobs import job_row, partials, table_held
+from support.schedule import save_schedule
 from support.services import free_port
 from support.waiting import until
 from support.web import JSON, bearer_client, login, wait_for_job
@@ -127,3 +130,18 @@ def test_an_unreachable_broker_fails_the_job_at_once_and_frees_the_lock(tmp_path
     finally:
         with app.app_context():
             db.engine.dispose()
+
+
+def test_a_scheduled_slot_is_claimed_once_and_its_backup_and_verify_run_on_the_worker(queued_app, start_worker):
+    seed_sample_rows(queued_app)
+    save_schedule(queued_app, effective_from=utcnow() - timedelta(days=2), enabled=True, frequency="daily",
+                  time="02:00")
+    start_worker()
+    with queued_app.app_context():
+        outcome = run_scheduled()
+        again = run_scheduled()
+        jobs = db.session.execute(sa.select(BackupJob.kind, BackupJob.status, BackupJob.owner)).all()
+    assert outcome.status == "succeeded" and outcome.report.verified is True, outcome.message
+    assert again.status == "taken"
+    assert sorted((kind, status) for kind, status, _ in jobs) == [("backup", "succeeded"), ("verify", "succeeded")]
+    assert all(not owner.endswith(f":{os.getpid()}") for _, _, owner in jobs)
