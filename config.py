@@ -140,6 +140,9 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         # How long a queued job may wait for a Celery worker before it is failed.
         "BACKUP_JOB_QUEUE_TIMEOUT": parse_int("BACKUP_JOB_QUEUE_TIMEOUT", get("BACKUP_JOB_QUEUE_TIMEOUT", "3600"),
                                               10),
+        # Webhook and heartbeat deliveries: seconds per try, and tries (with back-off) before giving up.
+        "BACKUP_HOOK_TIMEOUT": parse_int("BACKUP_HOOK_TIMEOUT", get("BACKUP_HOOK_TIMEOUT", "5"), 1, 60),
+        "BACKUP_HOOK_ATTEMPTS": parse_int("BACKUP_HOOK_ATTEMPTS", get("BACKUP_HOOK_ATTEMPTS", "3"), 1, 10),
         # The host part of this process's lock owner id (host:pid); set it where hosts share a name.
         "BACKUP_OWNER_HOST": get("BACKUP_OWNER_HOST") or socket.gethostname(),
         "MAIL_SERVER": get("MAIL_SERVER", "localhost"),

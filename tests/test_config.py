@@ -113,6 +113,8 @@ def test_archive_reading_limits_and_the_upload_directory_come_from_the_environme
     ("BACKUP_LOCK_TTL", "1"),
     ("BACKUP_LOCK_TTL", "soon"),
     ("BACKUP_JOB_QUEUE_TIMEOUT", "-3"),
+    ("BACKUP_HOOK_TIMEOUT", "0"),
+    ("BACKUP_HOOK_ATTEMPTS", "many"),
 ])
 def test_a_bad_job_setting_raises_config_error_naming_the_variable(name, value):
     with pytest.raises(ConfigError) as error:

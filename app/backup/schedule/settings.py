@@ -24,13 +24,14 @@ from ...extensions import db
 from ...models import BackupSchedule
 from .. import audit
 from ..errors import BadRequestError
+from .hooks import HOOK_FIELDS, parse_hook_url
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 NOTIFY_ON = ("failure", "always", "never")
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # The fields that decide when slots fall; changing one of them moves ``effective_from``.
 TIMING_FIELDS = ("enabled", "frequency", "time", "weekday", "day_of_month")
-EDITABLE_FIELDS = TIMING_FIELDS + ("retention_days", "keep_last", "notify_emails", "notify_on")
+EDITABLE_FIELDS = TIMING_FIELDS + ("retention_days", "keep_last", "notify_emails", "notify_on") + HOOK_FIELDS
 # Sent by forms or echoed back from a GET; never an error, never stored.
 IGNORED_FIELDS = frozenset({"csrf_token", "next_run_at", "submit"})
 MAX_RETENTION_DAYS = 36500
@@ -61,6 +62,8 @@ class ScheduleSettings:
     keep_last: int = 7
     notify_emails: tuple[str, ...] = ()
     notify_on: str = "failure"
+    webhook_url: str | None = None
+    heartbeat_url: str | None = None
     effective_from: datetime | None = None
     missed_alert_at: datetime | None = None
     default_retention_days: int = 30
@@ -105,6 +108,8 @@ class ScheduleSettings:
             "keep_last": self.keep_last,
             "notify_emails": list(self.notify_emails),
             "notify_on": self.notify_on,
+            "webhook_url": self.webhook_url,
+            "heartbeat_url": self.heartbeat_url,
             "next_run_at": upcoming.isoformat() if upcoming else None,
         }
 
@@ -261,6 +266,8 @@ def _parse_field(name: str, value):
         return _integer(value, name, 0, MAX_KEEP_LAST)
     if name == "notify_emails":
         return parse_emails(value)
+    if name in HOOK_FIELDS:
+        return parse_hook_url(value, name)
     return _choice(value, name, NOTIFY_ON)
 
 
@@ -313,6 +320,8 @@ def _from_row(row: BackupSchedule | None) -> ScheduleSettings:
         keep_last=row.keep_last,
         notify_emails=tuple(part for part in (row.notify_emails or "").split(",") if part),
         notify_on=row.notify_on,
+        webhook_url=row.webhook_url,
+        heartbeat_url=row.heartbeat_url,
         # updated_at is kept as "when the timing last changed" (see save_settings).
         effective_from=row.updated_at,
         missed_alert_at=row.missed_alert_at,
@@ -344,6 +353,8 @@ def _values(settings: ScheduleSettings) -> dict:
         "keep_last": settings.keep_last,
         "notify_emails": ",".join(settings.notify_emails),
         "notify_on": settings.notify_on,
+        "webhook_url": settings.webhook_url,
+        "heartbeat_url": settings.heartbeat_url,
         # Set explicitly so the column's onupdate never moves it: it means "timing changed at".
         "updated_at": settings.effective_from,
     }

@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, render_template, url_for
 
 from ...models import utcnow
 from ...security import admin_required, wants_json
-from ..schedule import health, retention, runner as scheduler
+from ..schedule import health, hooks, retention, runner as scheduler
 from ..errors import ConflictError
 from .http import actor_name, done, request_fields
 from ..schedule.settings import WEEKDAY_NAMES, ScheduleValidationError, load_settings, update_settings
@@ -34,17 +34,22 @@ def _page(settings, *, errors=None, values=None, status=200):
     schedule = settings.to_dict(now)
     body = render_template("backup/schedule.html", schedule=schedule, values=values or schedule,
                            errors=errors or {}, description=settings.describe(), weekdays=WEEKDAY_NAMES,
-                           health=health.assess(now), runs=scheduler.recent_runs(), preview=preview)
+                           health=health.assess(now), runs=scheduler.recent_runs(), preview=preview,
+                           deliveries=hooks.recent_deliveries())
     return body, status
 
 
 @bp.route("/backup-schedule")
 @admin_required
 def backup_schedule():
-    """The schedule: the page (form, health, retention preview, recent runs) or ``{"schedule": ...}``."""
+    """The schedule: the page (form, health, retention preview, recent runs and hook deliveries) or JSON.
+
+    The JSON is ``{"schedule": Schedule, "hook_deliveries": [...]}``, the latest webhook and
+    heartbeat deliveries first, failed ones with their error.
+    """
     settings = load_settings()
     if wants_json():
-        return jsonify({"schedule": settings.to_dict(utcnow())})
+        return jsonify({"schedule": settings.to_dict(utcnow()), "hook_deliveries": hooks.recent_deliveries()})
     return _page(settings)
 
 
