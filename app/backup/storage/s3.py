@@ -1,16 +1,18 @@
 """Archives in an S3 bucket (AWS or any S3-compatible store), behind the ``Storage`` interface.
 
 Objects live at ``<prefix>/<name>``; like ``LocalStorage`` this store knows names
-and byte streams only. Publishing is atomic: a writer fills a local temporary
-file, and only a complete file is uploaded (one PUT, or a managed multipart upload
-for big files whose parts stay invisible until the final CompleteMultipartUpload).
-A crash therefore never leaves a listed object; at worst an unfinished multipart
-upload, which ``cleanup_partials()`` aborts once it is stale.
+and byte streams only. A writer streams straight into S3 with bounded memory
+(``s3_stream``): parts of a few MB go up to a hidden staging key while the archive
+is written, never to local disk. Publishing is atomic: only a complete staging
+object is copied under its name (a server-side multipart copy, invisible until its
+final CompleteMultipartUpload); an archive smaller than one part goes up in one PUT.
+A crash therefore never leaves a listed object; at worst an unfinished upload or a
+staging object, which ``cleanup_partials()`` removes once its writer is gone.
 
 Name clashes (``_2``, ``_3`` …) are settled in two steps: ``head_object`` skips
 names already taken without uploading anything, and every PUT and
 CompleteMultipartUpload carries ``If-None-Match: *`` so a name taken between the
-check and the upload makes S3 refuse the write (412) and the next name is tried.
+check and the publication makes S3 refuse it (412) and the next name is tried.
 A store that rejects conditional writes as not implemented gets unconditional
 ones after a warning; the remaining race is harmless because backups are
 serialised by the database lock.
@@ -25,29 +27,33 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import os
 import re
 import tempfile
 import threading
+import uuid
 import weakref
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import boto3
-from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import BackupNotFoundError, StorageError
+from ..jobs.lock import current_owner, owner_is_dead
 from .base import PendingFile, Storage, StoredFile, is_plain_name
 from .ranges import RangedReader
+from .s3_stream import PART_SIZE, PartStream, copy_in_parts
 from .s3_errors import CLASH_CODES, NOT_FOUND_CODES, error_code, storage_error
 
 log = logging.getLogger(__name__)
 
 STALE_UPLOAD_AGE = timedelta(hours=1)
+# Hidden (never listed) keys that uploads stream to before they are published: .partial-<host:pid>-<hex>.
+STAGING_MARKER = ".partial-"
+_STAGING_NAME = re.compile(re.escape(STAGING_MARKER) + r"(?P<owner>[^/]+:\d+)-[0-9a-f]{32}")
 # What one ranged GET of ``open_parts`` fetches at least: a ZIP's directory and a small
 # member near its end usually take three.
 RANGE_READ_BYTES = 64 * 1024
@@ -131,6 +137,8 @@ class S3Storage(Storage):
         _prepare_client(self.client)
         # "classic" keeps uploads on the botocore client, where the If-None-Match hook lives.
         self.transfer_config = transfer_config or TransferConfig(preferred_transfer_client="classic")
+        # Parts of the streamed uploads: the transfer config's chunks when one is given.
+        self.part_size = transfer_config.multipart_chunksize if transfer_config else PART_SIZE
         self.temp_dir = temp_dir
         self.list_page_size = list_page_size
         self.stale_upload_age = stale_upload_age
@@ -224,29 +232,42 @@ class S3Storage(Storage):
 
     @contextmanager
     def atomic_writer(self, candidate_names: Iterable[str]) -> Iterator[PendingFile]:
-        """Yield a local temporary file; upload it under the first free name on a clean exit."""
-        fh = self._temporary_file("upload")
-        with fh:
-            pending = PendingFile(fh)
-            try:
-                yield pending
-                fh.flush()
-            except OSError as exc:
-                raise self._temp_error("upload", exc) from exc
-            pending.name = self._publish(fh, candidate_names)
+        """Yield a stream into a hidden staging upload; publish it under the first free name on a clean exit.
 
-    def _publish(self, fh: BinaryIO, candidate_names: Iterable[str]) -> str:
+        Memory stays at a few parts whatever the size (``s3_stream``); a failure aborts
+        the upload, and nothing is listed until the publication's final request.
+        """
+        staging_key = self._key_of_hidden(f"{STAGING_MARKER}{current_owner()}-{uuid.uuid4().hex}")
+        stream = PartStream(self.client, self.bucket, staging_key, lambda exc: self._error("write", exc),
+                            part_size=self.part_size)
+        pending = PendingFile(stream)
+        try:
+            yield pending
+            stream.finish()
+        except BaseException:
+            stream.abort()
+            raise
+        try:
+            if stream.small_body is not None:
+                body = stream.small_body
+                pending.name = self._publish(candidate_names, lambda key: self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=body))
+            else:
+                pending.name = self._publish(candidate_names, lambda key: copy_in_parts(
+                    self.client, self.bucket, staging_key, stream.staged_size, key, self.part_size))
+        finally:
+            if stream.small_body is None:
+                self._delete_quietly(staging_key)
+
+    def _publish(self, candidate_names: Iterable[str], send: Callable[[str], object]) -> str:
+        """``send(key)`` under the first free candidate name; a name taken meanwhile (412) moves to the next."""
         for name in candidate_names:
             key = self._key(name)
             if self._exists(key):
                 continue
             while True:
-                # The transfer manager closes the file it is given; a duplicate descriptor
-                # keeps ours open for the next name. It shares the offset, so rewind first.
-                fh.seek(0)
                 try:
-                    with os.fdopen(os.dup(fh.fileno()), "rb") as body:
-                        self.client.upload_fileobj(body, self.bucket, key, Config=self.transfer_config)
+                    send(key)
                     return name
                 except ClientError as exc:
                     code = error_code(exc)
@@ -259,11 +280,18 @@ class S3Storage(Storage):
                         _conditional_puts[self.client] = False
                         continue
                     raise self._error("write", exc) from exc
-                except (BotoCoreError, S3UploadFailedError) as exc:
+                except BotoCoreError as exc:
                     raise self._error("write", exc) from exc
-                except OSError as exc:
-                    raise self._temp_error("upload", exc) from exc
         raise StorageError("No free backup file name is left for this second; try again.")
+
+    def _key_of_hidden(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def _delete_quietly(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError):  # a leftover staging object is removed by cleanup_partials
+            log.warning("could not delete the staging object s3://%s/%s", self.bucket, key, exc_info=True)
 
     def _exists(self, key: str) -> bool:
         try:
@@ -285,28 +313,45 @@ class S3Storage(Storage):
             raise self._error("delete", exc) from exc
 
     def cleanup_partials(self) -> int:
-        """Abort multipart uploads of names under the prefix started more than an hour ago."""
+        """Abort the unfinished uploads and delete the staging objects whose writer is gone; returns how many.
+
+        A staging key names its writer (``host:pid``): it is gone when it was a process
+        of this host that no longer exists, or, on any host, once the upload is older
+        than ``stale_upload_age`` (an hour). Uploads under plain names follow the age rule.
+        """
         cutoff = datetime.now(timezone.utc) - self.stale_upload_age
-        aborted = 0
+        removed = 0
         try:
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=self._list_prefix)
-            for page in pages:
-                for upload in page.get("Uploads", ()):
-                    if self._name_of(upload["Key"]) is None or upload["Initiated"] > cutoff:
-                        continue
-                    try:
-                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                           UploadId=upload["UploadId"])
-                        aborted += 1
-                    except ClientError as exc:
-                        if error_code(exc) != "NoSuchUpload":  # finished or aborted by someone else meanwhile
-                            raise
+            for upload in (upload for page in pages for upload in page.get("Uploads", ())):
+                if not self._writer_is_gone(upload["Key"], upload["Initiated"], cutoff):
+                    continue
+                try:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
+                    removed += 1
+                except ClientError as exc:
+                    if error_code(exc) != "NoSuchUpload":  # finished or aborted by someone else meanwhile
+                        raise
+            staged = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._list_prefix + STAGING_MARKER)
+            for obj in (obj for page in staged for obj in page.get("Contents", ())):
+                if self._writer_is_gone(obj["Key"], obj["LastModified"], cutoff):
+                    self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
+                    removed += 1
         except (ClientError, BotoCoreError) as exc:
             raise self._error("clean up", exc) from exc
-        if aborted:
-            log.info("aborted %d stale multipart upload(s) in s3://%s/%s", aborted, self.bucket, self._list_prefix)
-        return aborted
+        if removed:
+            log.info("removed %d unfinished upload(s) from s3://%s/%s", removed, self.bucket, self._list_prefix)
+        return removed
+
+    def _writer_is_gone(self, key: str, started: datetime, cutoff: datetime) -> bool:
+        name = key[len(self._list_prefix):]
+        staging = _STAGING_NAME.fullmatch(name)
+        if staging is not None:
+            return owner_is_dead(staging.group("owner")) or started <= cutoff
+        return is_plain_name(name) and started <= cutoff
 
     # --- errors ------------------------------------------------------------------------
 
