@@ -19,10 +19,11 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 @dataclass
 class Reply:
-    """An HTTP answer: status, headers and the JSON body (None when it is not JSON)."""
+    """An HTTP answer: status, headers, the body, and the body as JSON (None when it is not JSON)."""
 
     status: int
     headers: dict
+    body: bytes
     json: dict | None
 
 
@@ -43,7 +44,7 @@ def call(method: str, url: str, *, token: str | None = None, fields: dict | None
         parsed = json.loads(body) if body else None
     except ValueError:
         parsed = None
-    return Reply(status, headers, parsed)
+    return Reply(status, headers, body, parsed)
 
 
 class Gunicorn:
