@@ -17,7 +17,9 @@ from datetime import timedelta
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
+from app.backup.errors import StorageError
 from app.backup.storage.s3 import S3Storage, make_client
 from support.processes import REPO
 from support.waiting import until
@@ -161,3 +163,21 @@ def test_a_killed_writer_leaves_no_listed_object_and_its_upload_is_aborted(s3, s
         writer.kill()
         writer.wait()
         writer.stdout.close()
+
+
+def test_an_endpoint_dropping_mid_upload_fails_with_what_to_check_and_leaves_nothing(s3, s3_server):
+    client = make_client(s3_server.endpoint_url, max_attempts=1)
+    sent = []
+
+    def drop_after_the_first_part(request, **kwargs):
+        sent.append(request.url)
+        if len(sent) > 1:
+            raise EndpointConnectionError(endpoint_url=s3_server.endpoint_url)
+
+    client.meta.events.register("before-send.s3.UploadPart", drop_after_the_first_part)
+    storage = S3Storage(BUCKET, PREFIX, s3_server.endpoint_url, client=client)
+    with pytest.raises(StorageError, match="cannot be reached; check BACKUP_S3_ENDPOINT_URL"):
+        with storage.atomic_writer(["a.zip"]) as pending:
+            for _ in range(20 * MiB // len(CHUNK)):
+                pending.file.write(CHUNK)
+    assert pending.name is None and keys(s3) == [] and uploads(s3) == []
