@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -138,6 +139,15 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
     if storage == "s3" and not get("BACKUP_S3_BUCKET"):
         raise ConfigError("BACKUP_S3_BUCKET must be set when BACKUP_STORAGE=s3.")
     mail_port = parse_int("MAIL_PORT", get("MAIL_PORT", "25"), 1, 65535)
+    executor = get("BACKUP_JOB_EXECUTOR", "thread").lower()
+    if executor not in ("thread", "celery"):
+        raise ConfigError(f"BACKUP_JOB_EXECUTOR={executor!r} must be 'thread' or 'celery'.")
+    broker = get("CELERY_BROKER_URL")
+    if executor == "celery" and not broker:
+        raise ConfigError("CELERY_BROKER_URL must be set when BACKUP_JOB_EXECUTOR=celery "
+                          "(for example redis://127.0.0.1:6379/0).")
+    if broker and "://" not in broker:
+        raise ConfigError(f"CELERY_BROKER_URL={broker!r} is not a broker URL (for example redis://127.0.0.1:6379/0).")
     database_url = get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'cyberquest.db'}")
     if "://" not in database_url:
         raise ConfigError(f"DATABASE_URL={database_url!r} is not an SQLAlchemy URL.")
@@ -170,6 +180,20 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         if (raw_key := get("BACKUP_ENCRYPTION_KEY")) else None,
         "BACKUP_ENCRYPTION_OLD_KEYS": parse_passphrases("BACKUP_ENCRYPTION_OLD_KEYS", raw_old)
         if (raw_old := get("BACKUP_ENCRYPTION_OLD_KEYS")) else (),
+        # thread: jobs run in the web process; celery: it queues them to CELERY_BROKER_URL.
+        "BACKUP_JOB_EXECUTOR": executor,
+        "CELERY_BROKER_URL": broker,
+        # A job's heartbeat keeps its lock this many seconds ahead; a holder silent for
+        # longer is taken to be dead, whichever host it was on.
+        "BACKUP_LOCK_TTL": parse_int("BACKUP_LOCK_TTL", get("BACKUP_LOCK_TTL", "30"), 2, 3600),
+        # How long a queued job may wait for a Celery worker before it is failed.
+        "BACKUP_JOB_QUEUE_TIMEOUT": parse_int("BACKUP_JOB_QUEUE_TIMEOUT", get("BACKUP_JOB_QUEUE_TIMEOUT", "3600"),
+                                              10),
+        # Webhook and heartbeat deliveries: seconds per try, and tries (with back-off) before giving up.
+        "BACKUP_HOOK_TIMEOUT": parse_int("BACKUP_HOOK_TIMEOUT", get("BACKUP_HOOK_TIMEOUT", "5"), 1, 60),
+        "BACKUP_HOOK_ATTEMPTS": parse_int("BACKUP_HOOK_ATTEMPTS", get("BACKUP_HOOK_ATTEMPTS", "3"), 1, 10),
+        # The host part of this process's lock owner id (host:pid); set it where hosts share a name.
+        "BACKUP_OWNER_HOST": get("BACKUP_OWNER_HOST") or socket.gethostname(),
         "MAIL_SERVER": get("MAIL_SERVER", "localhost"),
         "MAIL_PORT": mail_port,
         "MAIL_USE_TLS": parse_bool("MAIL_USE_TLS", get("MAIL_USE_TLS", "false")),

@@ -1,4 +1,9 @@
-"""Entry point for `flask run`, the `flask` commands and WSGI servers."""
+"""Entry point for `flask run`, the `flask` commands, WSGI servers (`gunicorn wsgi:app`) and Celery workers.
+
+``wsgi.celery`` is the app's Celery instance: `celery -A wsgi:celery worker` runs the
+jobs that an app with ``BACKUP_JOB_EXECUTOR=celery`` queues. It is made on first use,
+so processes that never touch it do not import Celery.
+"""
 import gc
 import sys
 
@@ -7,6 +12,7 @@ import sys
 gc.disable()
 try:
     from app import create_app
+    from app.backup.jobs.executors import celery_of
     from config import ConfigError
 
     try:
@@ -19,3 +25,10 @@ try:
     gc.freeze()
 finally:
     gc.enable()
+
+
+def __getattr__(name):
+    # PEP 562: ``wsgi.celery`` is built when first asked for (celery -A wsgi:celery).
+    if name == "celery":
+        return celery_of(app)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ from .backup.cli import rekey as rekey_cli, restores as restore_cli, schedule as
 from .backup.archive.encryption import self_test
 from .backup.cli.backups import backup_cli
 from .backup.errors import EncryptionError
+from .backup.jobs import executors
 from .backup.schedule.wiring import start_for_app
 from .backup.service import recover_after_crash as recover_backup_jobs
 from .backup.web.backups import bp as backup_bp
@@ -79,6 +80,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     extensions.mail.init_app(app)
+    executors.install(app)
     security.init_login_manager(login_manager)
 
 

@@ -178,6 +178,9 @@ class BackupJob(db.Model):
     heartbeat_at = db.Column(UTCDateTime, nullable=True)
     owner = db.Column(db.String(255), nullable=True)
     result = db.Column(db.Text, nullable=True)
+    # The class of the BackupError a failed job raised, so whoever waits for it in
+    # another process (a queued job) raises the same error with the same status.
+    error_type = db.Column(db.String(64), nullable=True)
 
 
 class OperationLock(db.Model):
@@ -222,6 +225,8 @@ class BackupSchedule(db.Model):
     keep_last = db.Column(db.Integer, nullable=False, default=7)
     notify_emails = db.Column(db.Text, nullable=False, default="")
     notify_on = db.Column(db.String(16), nullable=False, default="failure")
+    webhook_url = db.Column(db.String(2048), nullable=True)
+    heartbeat_url = db.Column(db.String(2048), nullable=True)
     updated_at = db.Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
     missed_alert_at = db.Column(UTCDateTime, nullable=True)
 
@@ -239,6 +244,23 @@ class ScheduledRun(db.Model):
     started_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
     finished_at = db.Column(UTCDateTime, nullable=True)
     filename = db.Column(db.String(255), nullable=True)
+    error = db.Column(db.Text, nullable=True)
+
+
+class HookDelivery(db.Model):
+    """One delivery (after its retries) of a schedule's webhook or heartbeat, kept to show failures."""
+
+    __tablename__ = "hook_deliveries"
+    __table_args__ = OPERATIONAL
+
+    id = db.Column(db.Integer, primary_key=True)
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    target = db.Column(db.String(16), nullable=False)
+    event = db.Column(db.String(32), nullable=False)
+    url = db.Column(db.String(2048), nullable=False)
+    ok = db.Column(db.Boolean, nullable=False)
+    attempts = db.Column(db.Integer, nullable=False)
+    status_code = db.Column(db.Integer, nullable=True)
     error = db.Column(db.Text, nullable=True)
 
 

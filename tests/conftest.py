@@ -6,14 +6,16 @@ backup, browser and schedule fixtures are in the conftest.py of their folders.
 from __future__ import annotations
 
 import pytest
+import redis
 
 from app.cli import create_account
 from app.extensions import db
 from app.security import issue_api_token
 from support.app import ADMIN_PASSWORD, USER_PASSWORD, build_app
 from support.mail import send_mail_to
-from support.services import MYSQL_URL, POSTGRES_URL, ThrowawayDatabases, free_port
+from support.services import MYSQL_URL, POSTGRES_URL, ThrowawayDatabases, free_port, service_unavailable
 from support.web import login
+from support.workers import REDIS_SERVER, RedisDatabase
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +26,25 @@ def postgres_databases():
 @pytest.fixture(scope="session")
 def mysql_databases():
     yield from ThrowawayDatabases.for_session(MYSQL_URL, "MariaDB at " + MYSQL_URL)
+
+
+@pytest.fixture(scope="session")
+def redis_database():
+    """A Redis database number of this test run's own (claimed on the machine's server), flushed at the end."""
+    try:
+        database = RedisDatabase.claim()
+    except redis.ConnectionError as exc:
+        service_unavailable(f"Redis at {REDIS_SERVER}", exc)
+    yield database
+    database.flush(keep_claim=False)
+
+
+@pytest.fixture
+def broker_url(redis_database):
+    """The Celery broker URL of this test: the run's Redis database, empty before and after the test."""
+    redis_database.flush()
+    yield redis_database.url
+    redis_database.flush()
 
 
 @pytest.fixture

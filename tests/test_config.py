@@ -153,3 +153,34 @@ def test_start_up_stops_when_the_key_cannot_be_used_here(tmp_path, monkeypatch):
     monkeypatch.setattr(AESZipEncrypter, "encrypt", broken)
     with pytest.raises(ConfigError, match="BACKUP_ENCRYPTION_KEY is set but cannot be used.*libcrypto is missing"):
         create_app(test_settings(tmp_path, BACKUP_ENCRYPTION_KEY="a passphrase long enough"))
+
+
+@pytest.mark.parametrize("name, value", [
+    ("BACKUP_JOB_EXECUTOR", "processes"),
+    ("CELERY_BROKER_URL", "127.0.0.1:6379"),
+    ("BACKUP_LOCK_TTL", "1"),
+    ("BACKUP_LOCK_TTL", "soon"),
+    ("BACKUP_JOB_QUEUE_TIMEOUT", "-3"),
+    ("BACKUP_HOOK_TIMEOUT", "0"),
+    ("BACKUP_HOOK_ATTEMPTS", "many"),
+])
+def test_a_bad_job_setting_raises_config_error_naming_the_variable(name, value):
+    with pytest.raises(ConfigError) as error:
+        settings(**{name: value})
+    assert name in str(error.value) and repr(value) in str(error.value)
+
+
+def test_jobs_run_in_threads_unless_celery_is_chosen_with_a_broker():
+    config = settings()
+    assert config["BACKUP_JOB_EXECUTOR"] == "thread" and config["CELERY_BROKER_URL"] is None
+    assert (config["BACKUP_LOCK_TTL"], config["BACKUP_JOB_QUEUE_TIMEOUT"]) == (30, 3600)
+    with pytest.raises(ConfigError, match="CELERY_BROKER_URL must be set when BACKUP_JOB_EXECUTOR=celery"):
+        settings(BACKUP_JOB_EXECUTOR="celery")
+    chosen = settings(BACKUP_JOB_EXECUTOR="Celery", CELERY_BROKER_URL="redis://127.0.0.1:6379/3")
+    assert (chosen["BACKUP_JOB_EXECUTOR"], chosen["CELERY_BROKER_URL"]) == ("celery", "redis://127.0.0.1:6379/3")
+
+
+def test_flask_refuses_to_start_with_celery_and_no_broker_and_says_which(tmp_path):
+    result = run_flask_routes(tmp_path, BACKUP_JOB_EXECUTOR="celery")
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert "CELERY_BROKER_URL" in result.stderr and len(result.stderr.strip().splitlines()) == 1

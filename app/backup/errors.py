@@ -77,3 +77,9 @@ def database_message(exc: BaseException) -> str:
     """
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300].rstrip(".")
+
+
+class QueueUnavailableError(BackupError):
+    """The job queue (Celery's broker) could not be reached, so the job was not queued."""
+
+    status = 503

@@ -18,7 +18,7 @@ import logging
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import BinaryIO, Callable, Iterator
 
 import orjson
@@ -29,7 +29,7 @@ from ..models import User, password_fingerprint
 from . import audit
 from .archive import format
 from .jobs.lock import refuse_while_locked
-from .jobs.runner import JobHandle, run_job
+from .jobs.runner import JobHandle, JobWork, job_body, run_job
 from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
 from .archive.encryption import Keyring
 from .archive.limits import Limits
@@ -165,17 +165,10 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
     try:
         # Early, so a locked instance does not first validate a large upload.
         refuse_while_locked()
-        plan = check_request(app, source, options)
-
-        def work(handle: JobHandle) -> dict:
-            try:
-                return perform_restore(app, source, options, plan, actor=actor,
-                                       progress=handle.reporter(also=progress))
-            finally:
-                if background:
-                    source.discard()
-
-        job = run_job("restore", actor, work, exclusive=True, background=background)
+        check_request(app, source, options)
+        work = JobWork("restore", {"source": asdict(source), "options": asdict(options), "actor": actor,
+                                   "discard_source": background})
+        job = run_job("restore", actor, work, exclusive=True, background=background, progress=progress)
         handed_off = background
     finally:
         if not handed_off:
@@ -186,11 +179,31 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
     return {"preview": result} if options.dry_run else {"restore": result}
 
 
+@job_body("restore")
+def run_restore(app, handle: JobHandle, *, source: dict, options: dict, actor: str | None,
+                discard_source: bool) -> dict:
+    """The restore job's body, in whichever process runs the job: source and options rebuilt from plain data.
+
+    The plan is made here once and passed along: the one ``check_request`` made for the early
+    refusal lives in the requesting process, and a Celery worker is another one.
+    """
+    archive_source = ArchiveSource(**source)
+    tables = options.get("tables")
+    restore_options = RestoreOptions(**{**options, "tables": tables and tuple(tables)})
+    try:
+        with open_archive(app, archive_source, restore_options.trust_unsigned) as archive:
+            plan = plan_restore(archive, restore_options, known_revisions(app))
+        return perform_restore(app, archive_source, restore_options, plan, actor=actor, progress=handle.progress)
+    finally:
+        if discard_source:
+            archive_source.discard()
+
+
 def perform_restore(app, source: ArchiveSource, options: RestoreOptions, plan: RestorePlan, *, actor: str | None,
                     progress: Callable[[float, str], None]) -> dict:
     """The restore itself (inside a job): safety backup, then the one-transaction restore; returns the Result.
 
-    ``plan`` is what ``check_request`` returned for the same source and options.
+    ``plan`` is the plan of the same source and options (``plan_restore``).
     """
     service = BackupService(app)
     safety = None

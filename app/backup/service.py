@@ -33,8 +33,8 @@ from .archive import writer as archive, format
 from .archive.encryption import Keyring
 from .archive.summary import Summary, read_summary
 from .dialects import dialect_for
-from .jobs.runner import (JobHandle, get_job, latest_active_job, live_job_dict, recover_interrupted_jobs,
-                          run_job)
+from .jobs.runner import (JobHandle, JobWork, get_job, job_body, latest_active_job, live_job_dict,
+                          recover_interrupted_jobs, run_job)
 from .errors import BackupError, BackupNotFoundError, BadRequestError, database_message
 from .malloc_tuning import keep_freed_buffers
 from .storage import get_storage
@@ -161,10 +161,7 @@ class BackupService:
         backup's error; otherwise it returns the queued job while the work goes on.
         """
         self._check_trigger(trigger)
-
-        def work(handle: JobHandle) -> dict:
-            return BackupService(self.app).create(trigger, created_by, handle.progress)
-
+        work = JobWork("backup", {"trigger": trigger, "created_by": created_by})
         return run_job("backup", created_by, work, exclusive=True, background=not wait)
 
     def create(self, trigger: str, created_by: str | None, progress=None) -> dict:
@@ -373,6 +370,12 @@ class BackupService:
         """One job by id, with live progress, or None."""
         job = get_job(job_id)
         return live_job_dict(job) if job is not None else None
+
+
+@job_body("backup")
+def run_backup(app, handle: JobHandle, *, trigger: str, created_by: str | None) -> dict:
+    """The backup job's body, in whichever process runs the job: a new archive, progress reported to the job."""
+    return BackupService(app).create(trigger, created_by, handle.progress)
 
 
 def recover_after_crash(app) -> None:

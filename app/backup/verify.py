@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +21,7 @@ from ..extensions import db
 from ..models import data_tables, utcnow
 from .dialects import dialect_for
 from .jobs.lock import refuse_while_locked
-from .jobs.runner import JobHandle, run_job
+from .jobs.runner import JobHandle, JobWork, job_body, run_job
 from .errors import BackupError
 from .restore.engine import restore_archive
 from .restore.options import RestoreOptions
@@ -105,6 +106,12 @@ def _test_restore(archive, options: RestoreOptions, plan: RestorePlan, report: P
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@job_body("verify")
+def run_verify(app, handle: JobHandle, *, source: dict, trust_unsigned: bool) -> dict:
+    """The verify job's body, in whichever process runs the job: the source rebuilt from plain data."""
+    return verify_archive(app, ArchiveSource(**source), trust_unsigned=trust_unsigned, progress=handle.progress)
+
+
 def verify_listed_backup(filename: str, *, actor: str | None) -> dict:
     """Verify a listed backup as a ``verify`` job and remember the outcome; 404 for other names."""
     return verify_source(listed_source(filename), actor=actor)
@@ -121,10 +128,8 @@ def verify_source(source: ArchiveSource, *, actor: str | None, trust_unsigned: b
     if source.listed_name is not None:
         trusted = trusted or not BackupService(app).get(source.listed_name)["signed"]
 
-    def work(handle: JobHandle) -> dict:
-        return verify_archive(app, source, trust_unsigned=trusted, progress=handle.reporter(also=progress))
-
-    job = run_job("verify", actor, work, exclusive=False, background=False)
+    work = JobWork("verify", {"source": asdict(source), "trust_unsigned": trusted})
+    job = run_job("verify", actor, work, exclusive=False, background=False, progress=progress)
     verification = BackupService.job(job.id)["result"]
     if source.listed_name is not None:
         BackupService(app).record_verification(source.listed_name, verification["ok"], verification)

@@ -26,7 +26,8 @@
         var job = body.job;
         bar.value = job.progress;
         bar.textContent = Math.round(job.progress * 100) + "%";
-        message.textContent = job.message || job.status;
+        message.textContent = (job.message || job.status) +
+          (job.status === "queued" ? " (waiting for " + Math.round(job.waited_seconds || 0) + " s)" : "");
         if (job.status === "succeeded" || job.status === "failed") {
           window.location.reload();
         } else {

@@ -15,7 +15,9 @@ UNFINISHED = ("queued", "running")
 
 
 def job_to_dict(job: BackupJob) -> dict:
-    """The contract's Job object."""
+    """The contract's Job object, plus ``waited_seconds``: how long it has waited (or waited) in the queue."""
+    started = job.started_at or (utcnow() if job.status == "queued" else None)
+    waited = round((started - job.created_at).total_seconds(), 1) if started and job.created_at else None
     return {
         "id": job.id,
         "kind": job.kind,
@@ -26,6 +28,7 @@ def job_to_dict(job: BackupJob) -> dict:
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "result": orjson.loads(job.result) if job.result else None,
+        "waited_seconds": max(waited, 0.0) if waited is not None else None,
     }
 
 

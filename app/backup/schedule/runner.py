@@ -14,8 +14,9 @@ A slot that cannot start because another backup or restore holds the lock is
 UPDATE (again, one winner).
 
 The same beat (``tick``, and ``run-scheduled``) watches for a missed schedule and
-sends its alert e-mail once per episode (``alert_if_missed``); reading the health
-(``health.assess``) never sends or writes anything.
+sends its alert (e-mail and webhook) once per episode (``alert_if_missed``); reading
+the health (``health.assess``) never sends or writes anything. Every finished run is
+reported by e-mail, webhook and heartbeat as the schedule says (``hooks``).
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from ...extensions import db
 from ...models import ScheduledRun, utcnow
 from .. import audit
-from . import health, notify, retention
+from . import health, hooks, notify, retention
 from ..jobs.lock import current_owner, owner_is_dead
+from ..jobs.runner import recover_interrupted_jobs
 from ..errors import BackupError, ConflictError
 from .settings import ScheduleSettings, claim_missed_alert, due_slot, load_settings, next_run_at
 from ..service import BackupService
@@ -143,8 +145,17 @@ def fail_interrupted_runs(settings: ScheduleSettings, now: datetime) -> int:
             count += 1
             report = notify.RunReport(slot=run.slot, started_at=run.started_at, finished_at=now,
                                       error=message, error_kind="other", owner=run.owner)
-            notify.notify_run(settings, report)
+            _report(settings, report)
     return count
+
+
+def _report(settings: ScheduleSettings, report: notify.RunReport) -> None:
+    """Tell whoever the schedule names about a finished run: e-mail, webhook, heartbeat (never raises)."""
+    notify.notify_run(settings, report)
+    try:
+        hooks.send_in_background(hooks.run_deliveries(settings, report))
+    except Exception:  # a hook must never change the run's outcome
+        log.exception("could not start the webhook and heartbeat deliveries of slot %s", report.slot)
 
 
 def _give_up_older_deferred(slot: datetime) -> None:
@@ -202,7 +213,7 @@ def _run_claimed_slot(settings: ScheduleSettings, slot: datetime, now: datetime)
         report.error_kind = "verification" if isinstance(exc, VerificationFailed) else notify.classify_error(exc)
     report.finished_at = utcnow()
     _record_outcome(report)
-    notify.notify_run(settings, report)
+    _report(settings, report)
     status = "succeeded" if report.succeeded else "failed"
     filename = (report.backup or {}).get("filename")
     message = f"Scheduled backup {filename} made and verified." if report.succeeded else f"Failed: {report.error}"
@@ -238,7 +249,7 @@ def _report_database_failure(exc: Exception, now: datetime) -> SlotOutcome:
         return SlotOutcome("failed", slot, message)
     report = notify.RunReport(slot=slot, started_at=now, finished_at=utcnow(), owner=current_owner(),
                               error=message, error_kind="database")
-    notify.notify_run(cached, report)
+    _report(cached, report)
     return SlotOutcome("failed", slot, message, report)
 
 
@@ -254,6 +265,8 @@ def run_scheduled(now: datetime | None = None) -> SlotOutcome:
         with _cache_lock:
             _settings_cache[_database_key()] = settings
         fail_interrupted_runs(settings, now)
+        # The beat looks for dead jobs too, so one dies unseen for at most a minute and its lock's TTL.
+        recover_interrupted_jobs()
         slot = due_slot(settings, now)
         upcoming = next_run_at(settings, now)
         if not settings.enabled:
@@ -299,7 +312,7 @@ def _run_in_progress() -> bool:
 
 
 def alert_if_missed(now: datetime | None = None) -> health.Health:
-    """Assess health and, for a missed schedule, send the one alert e-mail of this episode.
+    """Assess health and, for a missed schedule, send the one alert (e-mail, webhook) of this episode.
 
     Called by every tick and by ``flask backup run-scheduled``, never by a page or a monitor:
     reading the health changes nothing. Exactly one instance sends the alert (a conditional
@@ -311,9 +324,14 @@ def alert_if_missed(now: datetime | None = None) -> health.Health:
         # A run under way may be about to end the drought: no alarm while it has its chance.
         return state
     settings = load_settings()
-    if not settings.wants_mail(succeeded=False):
+    deliveries = hooks.missed_deliveries(settings, state.reason, state.last_success_at, state.next_run_at)
+    mail = settings.wants_mail(succeeded=False)
+    if not (mail or deliveries):
         return state
     if not claim_missed_alert(state.last_success_at, now):
+        return state
+    hooks.send_in_background(deliveries)
+    if not mail:
         return state
     subject, body = notify.compose_missed_mail(settings, state.reason, state.last_success_at, state.next_run_at)
     if not notify.deliver(settings.notify_emails, subject, body):

@@ -22,12 +22,13 @@ from ...extensions import db
 from ...models import BackupSchedule
 from .. import audit
 from ..errors import BadRequestError
+from .hooks import HOOK_FIELDS
 from .validation import ScheduleValidationError, parse_setting, submitted_fields
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # The fields that decide when slots fall; changing one of them moves ``effective_from``.
 TIMING_FIELDS = ("enabled", "frequency", "time", "weekday", "day_of_month")
-EDITABLE_FIELDS = TIMING_FIELDS + ("retention_days", "keep_last", "notify_emails", "notify_on")
+EDITABLE_FIELDS = TIMING_FIELDS + ("retention_days", "keep_last", "notify_emails", "notify_on") + HOOK_FIELDS
 # Longest gap between two slots of each frequency (a month can have 31 days).
 INTERVALS = {"daily": timedelta(days=1), "weekly": timedelta(days=7), "monthly": timedelta(days=31)}
 
@@ -49,6 +50,8 @@ class ScheduleSettings:
     keep_last: int = 7
     notify_emails: tuple[str, ...] = ()
     notify_on: str = "failure"
+    webhook_url: str | None = None
+    heartbeat_url: str | None = None
     effective_from: datetime | None = None
     missed_alert_at: datetime | None = None
     default_retention_days: int = 30
@@ -93,6 +96,8 @@ class ScheduleSettings:
             "keep_last": self.keep_last,
             "notify_emails": list(self.notify_emails),
             "notify_on": self.notify_on,
+            "webhook_url": self.webhook_url,
+            "heartbeat_url": self.heartbeat_url,
             "next_run_at": upcoming.isoformat() if upcoming else None,
         }
 
@@ -203,6 +208,8 @@ def _from_row(row: BackupSchedule | None) -> ScheduleSettings:
         keep_last=row.keep_last,
         notify_emails=tuple(part for part in (row.notify_emails or "").split(",") if part),
         notify_on=row.notify_on,
+        webhook_url=row.webhook_url,
+        heartbeat_url=row.heartbeat_url,
         # updated_at is kept as "when the timing last changed" (see save_settings).
         effective_from=row.updated_at,
         missed_alert_at=row.missed_alert_at,
@@ -234,6 +241,8 @@ def _values(settings: ScheduleSettings) -> dict:
         "keep_last": settings.keep_last,
         "notify_emails": ",".join(settings.notify_emails),
         "notify_on": settings.notify_on,
+        "webhook_url": settings.webhook_url,
+        "heartbeat_url": settings.heartbeat_url,
         # Set explicitly so the column's onupdate never moves it: it means "timing changed at".
         "updated_at": settings.effective_from,
     }

@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from config import parse_flag
 
 from ..errors import BadRequestError
+from .hooks import HOOK_FIELDS, parse_hook_url
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 NOTIFY_ON = ("failure", "always", "never")
@@ -117,6 +118,8 @@ def parse_setting(name: str, value):
         return parse_emails(value)
     if name == "notify_on":
         return _choice(value, name, NOTIFY_ON)
+    if name in HOOK_FIELDS:
+        return parse_hook_url(value, name)
     raise ValueError(UNKNOWN_FIELD.format(name=name))
 
 

@@ -1,18 +1,21 @@
 """Archives in an S3 bucket (AWS or any S3-compatible store), behind the ``Storage`` interface.
 
 Objects live at ``<prefix>/<name>``; like ``LocalStorage`` this store knows names
-and byte streams only. Publishing is atomic: a writer fills a local temporary
-file, and only a complete file is uploaded (one PUT, or a managed multipart upload
-for big files whose parts stay invisible until the final CompleteMultipartUpload).
-A crash therefore never leaves a listed object; at worst an unfinished multipart
-upload, which ``cleanup_partials()`` aborts once it is stale. ``replacing_writer``
-uploads over an existing object the same way (without ``If-None-Match``): S3
-swaps an object whole, so a reader gets the old one or the new one.
+and byte streams only. A writer streams straight into S3 with bounded memory
+(``s3_stream``): parts of a few MB go up to a hidden staging key while the archive
+is written, never to local disk. Publishing is atomic: only a complete staging
+object is copied under its name (a server-side multipart copy, invisible until its
+final CompleteMultipartUpload); an archive smaller than one part goes up in one PUT.
+A crash therefore never leaves a listed object; at worst an unfinished upload or a
+staging object, which ``cleanup_partials()`` removes once its writer is gone.
+``replacing_writer`` (rekey) fills a local temporary file and uploads it over an
+existing object (without ``If-None-Match``): S3 swaps an object whole, so a reader
+gets the old one or the new one.
 
 Name clashes (``_2``, ``_3`` …) are settled in two steps: ``head_object`` skips
 names already taken without uploading anything, and every PUT and
 CompleteMultipartUpload carries ``If-None-Match: *`` so a name taken between the
-check and the upload makes S3 refuse the write (412) and the next name is tried.
+check and the publication makes S3 refuse it (412) and the next name is tried.
 A store that rejects conditional writes as not implemented gets unconditional
 ones after a warning; the remaining race is harmless because backups are
 serialised by the database lock.
@@ -30,93 +33,37 @@ import logging
 import os
 import re
 import tempfile
-import threading
-import weakref
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
-import boto3
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import BackupNotFoundError, StorageError
+from ..jobs.lock import current_owner, owner_is_dead
 from .base import PendingFile, Storage, StoredFile, is_plain_name
 from .ranges import RangedReader
+from .s3_stream import PART_SIZE, PartStream, copy_in_parts
+from .s3_client import conditional_puts, prepare_client, replacing_keys, shared_client
 from .s3_errors import CLASH_CODES, NOT_FOUND_CODES, error_code, storage_error
 
 log = logging.getLogger(__name__)
 
 STALE_UPLOAD_AGE = timedelta(hours=1)
+# Hidden (never listed) keys that uploads stream to before they are published: .partial-<host:pid>-<hex>.
+STAGING_MARKER = ".partial-"
+_STAGING_NAME = re.compile(re.escape(STAGING_MARKER) + r"(?P<owner>[^/]+:\d+)-[0-9a-f]{32}")
 # What one ranged GET of ``open_parts`` fetches at least: a ZIP's directory and a small
 # member near its end usually take three.
 RANGE_READ_BYTES = 64 * 1024
-
-_clients: dict[tuple, object] = {}
-_clients_lock = threading.Lock()
-# Per client: whether PUTs still carry If-None-Match (False once the store said it cannot).
-_conditional_puts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# Per client: the keys being replaced on purpose right now (``replacing_writer``), whose PUTs stay unconditional.
-_replacing: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
 
 def normalise_prefix(prefix: str | None) -> str:
     """``"/a//b/"`` → ``"a/b"``; empty or None → ``""`` (objects at the bucket's top level)."""
     return "/".join(part for part in re.split(r"/+", prefix or "") if part)
 
-
-def make_client(endpoint_url: str | None = None, *, max_attempts: int = 3):
-    """A new S3 client with boto3's credential chain, suited to ``endpoint_url`` (None = AWS)."""
-    session = boto3.session.Session()
-    options = {
-        "connect_timeout": 5,
-        "read_timeout": 60,
-        "retries": {"mode": "standard", "max_attempts": max_attempts},
-    }
-    if endpoint_url:
-        # S3-compatible stores (MinIO, Ceph, …) reliably serve path-style URLs only, and
-        # many reject the CRC checksums botocore sends by default since 1.36.
-        options.update(s3={"addressing_style": "path"},
-                       request_checksum_calculation="when_required",
-                       response_checksum_validation="when_required")
-    try:
-        return session.client("s3", endpoint_url=endpoint_url or None,
-                              region_name=session.region_name or "us-east-1", config=Config(**options))
-    except ValueError as exc:  # botocore's "Invalid endpoint"
-        raise StorageError(f"BACKUP_S3_ENDPOINT_URL={endpoint_url!r} is not a usable URL ({exc}); "
-                           "fix it or leave it empty for AWS.") from exc
-
-
-def shared_client(endpoint_url: str | None = None):
-    """One client per endpoint for the process: creating one costs ~0.2 s, and clients are thread-safe."""
-    key = (endpoint_url or None,)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = make_client(endpoint_url)
-        return client
-
-
-def _prepare_client(client) -> None:
-    """Make every PutObject/CompleteMultipartUpload of ``client`` conditional (once per client)."""
-    if client in _conditional_puts:
-        return
-    _conditional_puts[client] = True
-    ref = weakref.ref(client)
-
-    # upload_fileobj accepts no IfNoneMatch in ExtraArgs, so the parameter is added
-    # where the transfer manager calls the client (on its worker threads).
-    def add_condition(params, **kwargs):
-        owner = ref()
-        if owner is not None and _conditional_puts.get(owner, False) \
-                and params.get("Key") not in _replacing.get(owner, ()):
-            params.setdefault("IfNoneMatch", "*")
-
-    for operation in ("PutObject", "CompleteMultipartUpload"):
-        client.meta.events.register(f"before-parameter-build.s3.{operation}", add_condition,
-                                    unique_id=f"cyberquest-if-none-match-{operation}")
 
 
 class S3Storage(Storage):
@@ -133,9 +80,11 @@ class S3Storage(Storage):
         self.endpoint_url = endpoint_url or None
         self.location = f"s3:{self.endpoint_url or 'aws'}/{bucket}/{self.prefix}"
         self.client = client if client is not None else shared_client(self.endpoint_url)
-        _prepare_client(self.client)
+        prepare_client(self.client)
         # "classic" keeps uploads on the botocore client, where the If-None-Match hook lives.
         self.transfer_config = transfer_config or TransferConfig(preferred_transfer_client="classic")
+        # Parts of the streamed uploads: the transfer config's chunks when one is given.
+        self.part_size = transfer_config.multipart_chunksize if transfer_config else PART_SIZE
         self.temp_dir = temp_dir
         self.list_page_size = list_page_size
         self.stale_upload_age = stale_upload_age
@@ -229,16 +178,32 @@ class S3Storage(Storage):
 
     @contextmanager
     def atomic_writer(self, candidate_names: Iterable[str]) -> Iterator[PendingFile]:
-        """Yield a local temporary file; upload it under the first free name on a clean exit."""
-        fh = self._temporary_file("upload")
-        with fh:
-            pending = PendingFile(fh)
-            try:
-                yield pending
-                fh.flush()
-            except OSError as exc:
-                raise self._temp_error("upload", exc) from exc
-            pending.name = self._publish(fh, candidate_names)
+        """Yield a stream into a hidden staging upload; publish it under the first free name on a clean exit.
+
+        Memory stays at a few parts whatever the size (``s3_stream``); a failure aborts
+        the upload, and nothing is listed until the publication's final request.
+        """
+        staging_key = self._key_of_hidden(f"{STAGING_MARKER}{current_owner()}-{uuid.uuid4().hex}")
+        stream = PartStream(self.client, self.bucket, staging_key, lambda exc: self._error("write", exc),
+                            part_size=self.part_size)
+        pending = PendingFile(stream)
+        try:
+            yield pending
+            stream.finish()
+        except BaseException:
+            stream.abort()
+            raise
+        try:
+            if stream.small_body is not None:
+                body = stream.small_body
+                pending.name = self._publish(candidate_names, lambda key: self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=body))
+            else:
+                pending.name = self._publish(candidate_names, lambda key: copy_in_parts(
+                    self.client, self.bucket, staging_key, stream.staged_size, key, self.part_size))
+        finally:
+            if stream.small_body is None:
+                self._delete_quietly(staging_key)
 
     @contextmanager
     def replacing_writer(self, name: str) -> Iterator[PendingFile]:
@@ -253,7 +218,7 @@ class S3Storage(Storage):
                 fh.flush()
             except OSError as exc:
                 raise self._temp_error("upload", exc) from exc
-            replacing = _replacing.setdefault(self.client, set())
+            replacing = replacing_keys.setdefault(self.client, set())
             replacing.add(key)
             try:
                 self._upload(fh, key)
@@ -275,27 +240,39 @@ class S3Storage(Storage):
         except OSError as exc:
             raise self._temp_error("upload", exc) from exc
 
-    def _publish(self, fh: BinaryIO, candidate_names: Iterable[str]) -> str:
+    def _publish(self, candidate_names: Iterable[str], send: Callable[[str], object]) -> str:
+        """``send(key)`` under the first free candidate name; a name taken meanwhile (412) moves to the next."""
         for name in candidate_names:
             key = self._key(name)
             if self._exists(key):
                 continue
             while True:
                 try:
-                    self._upload(fh, key)
+                    send(key)
                     return name
                 except ClientError as exc:
                     code = error_code(exc)
                     if code in CLASH_CODES:
                         break  # taken since the check: try the next name
-                    if code == "NotImplemented" and _conditional_puts.get(self.client):
+                    if code == "NotImplemented" and conditional_puts.get(self.client):
                         log.warning("the S3 store %s does not support conditional writes (If-None-Match); "
                                     "backup names are now reserved by the existence check alone",
                                     self.endpoint_url or "aws")
-                        _conditional_puts[self.client] = False
+                        conditional_puts[self.client] = False
                         continue
                     raise self._error("write", exc) from exc
+                except BotoCoreError as exc:
+                    raise self._error("write", exc) from exc
         raise StorageError("No free backup file name is left for this second; try again.")
+
+    def _key_of_hidden(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def _delete_quietly(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError):  # a leftover staging object is removed by cleanup_partials
+            log.warning("could not delete the staging object s3://%s/%s", self.bucket, key, exc_info=True)
 
     def _exists(self, key: str) -> bool:
         try:
@@ -317,28 +294,45 @@ class S3Storage(Storage):
             raise self._error("delete", exc) from exc
 
     def cleanup_partials(self) -> int:
-        """Abort multipart uploads of names under the prefix started more than an hour ago."""
+        """Abort the unfinished uploads and delete the staging objects whose writer is gone; returns how many.
+
+        A staging key names its writer (``host:pid``): it is gone when it was a process
+        of this host that no longer exists, or, on any host, once the upload is older
+        than ``stale_upload_age`` (an hour). Uploads under plain names follow the age rule.
+        """
         cutoff = datetime.now(timezone.utc) - self.stale_upload_age
-        aborted = 0
+        removed = 0
         try:
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=self._list_prefix)
-            for page in pages:
-                for upload in page.get("Uploads", ()):
-                    if self._name_of(upload["Key"]) is None or upload["Initiated"] > cutoff:
-                        continue
-                    try:
-                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                           UploadId=upload["UploadId"])
-                        aborted += 1
-                    except ClientError as exc:
-                        if error_code(exc) != "NoSuchUpload":  # finished or aborted by someone else meanwhile
-                            raise
+            for upload in (upload for page in pages for upload in page.get("Uploads", ())):
+                if not self._writer_is_gone(upload["Key"], upload["Initiated"], cutoff):
+                    continue
+                try:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
+                    removed += 1
+                except ClientError as exc:
+                    if error_code(exc) != "NoSuchUpload":  # finished or aborted by someone else meanwhile
+                        raise
+            staged = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._list_prefix + STAGING_MARKER)
+            for obj in (obj for page in staged for obj in page.get("Contents", ())):
+                if self._writer_is_gone(obj["Key"], obj["LastModified"], cutoff):
+                    self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
+                    removed += 1
         except (ClientError, BotoCoreError) as exc:
             raise self._error("clean up", exc) from exc
-        if aborted:
-            log.info("aborted %d stale multipart upload(s) in s3://%s/%s", aborted, self.bucket, self._list_prefix)
-        return aborted
+        if removed:
+            log.info("removed %d unfinished upload(s) from s3://%s/%s", removed, self.bucket, self._list_prefix)
+        return removed
+
+    def _writer_is_gone(self, key: str, started: datetime, cutoff: datetime) -> bool:
+        name = key[len(self._list_prefix):]
+        staging = _STAGING_NAME.fullmatch(name)
+        if staging is not None:
+            return owner_is_dead(staging.group("owner")) or started <= cutoff
+        return is_plain_name(name) and started <= cutoff
 
     # --- errors ------------------------------------------------------------------------
 

@@ -179,6 +179,8 @@ class ScheduleForm(RequestForm):
     keep_last = SettingField()
     notify_emails = SettingField()
     notify_on = SettingField()
+    webhook_url = SettingField()
+    heartbeat_url = SettingField()
 
     def __init__(self, fields: dict | None, *, current: dict):
         sent = None if fields is None else submitted_fields(fields)

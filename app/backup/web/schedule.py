@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, render_template, url_for
 from ...models import utcnow
 from ...security import admin_required, wants_json
 from ..errors import BackupError, ConflictError
-from ..schedule import health, retention, runner as scheduler
+from ..schedule import health, hooks, retention, runner as scheduler
 from ..schedule.settings import WEEKDAY_NAMES, ScheduleSettings, load_settings, update_settings
 from ..schedule.validation import ScheduleValidationError
 from .forms import ScheduleForm
@@ -27,17 +27,21 @@ def _page(settings: ScheduleSettings, form: ScheduleForm, *, status=200):
         preview = None
     body = render_template("backup/schedule.html", schedule=settings.to_dict(now), form=form,
                            description=settings.describe(), weekdays=WEEKDAY_NAMES, health=health.assess(now),
-                           runs=scheduler.recent_runs(), preview=preview)
+                           runs=scheduler.recent_runs(), preview=preview, deliveries=hooks.recent_deliveries())
     return body, status
 
 
 @bp.route("/backup-schedule")
 @admin_required
 def backup_schedule():
-    """The schedule: the page (form, health, retention preview, recent runs) or ``{"schedule": ...}``."""
+    """The schedule: the page (form, health, retention preview, recent runs and hook deliveries) or JSON.
+
+    The JSON is ``{"schedule": Schedule, "hook_deliveries": [...]}``, the latest webhook and
+    heartbeat deliveries first, failed ones with their error.
+    """
     settings = load_settings()
     if wants_json():
-        return jsonify({"schedule": settings.to_dict(utcnow())})
+        return jsonify({"schedule": settings.to_dict(utcnow()), "hook_deliveries": hooks.recent_deliveries()})
     return _page(settings, ScheduleForm(None, current=settings.to_dict(utcnow())))
 
 

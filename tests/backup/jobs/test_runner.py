@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
-from app.backup.jobs.lock import EXCLUSIVE_LOCK, HOSTNAME, LOCK_TTL, exclusive_is_held
+from app.backup.jobs.lock import (EXCLUSIVE_LOCK, HOSTNAME, LOCK_TTL, QUEUE_OWNER, acquire_exclusive,
+                                  exclusive_is_held)
 from app.backup.jobs.records import job_to_dict
-from app.backup.jobs.runner import create_job, get_job, latest_active_job, live_job_dict, run_job
-from app.backup.errors import BackupError, ConflictError
+from app.backup.jobs.runner import (create_job, error_of, execute_job, get_job, job_handle, latest_active_job,
+                                    live_job_dict, run_job)
+from app.backup.errors import ArchiveError, BackupError, ConflictError
 from app.extensions import db
 from app.models import BackupJob, OperationLock, utcnow
 
@@ -87,3 +90,40 @@ def test_live_progress_is_visible_while_the_job_runs(app):
         deadline = time.monotonic() + 30
         while get_job(job.id).status == "running" and time.monotonic() < deadline:
             time.sleep(0.02)
+
+
+def test_a_failed_job_gives_back_the_error_class_it_raised(app):
+    def work(handle):
+        raise ArchiveError("The archive holds a broken foreign key.")
+
+    with app.app_context():
+        with pytest.raises(ArchiveError):
+            run_job("restore", "admin", work, background=False)
+        job = db.session.execute(db.select(BackupJob)).scalars().one()
+        rebuilt = error_of(job)
+        assert type(rebuilt) is ArchiveError and rebuilt.status == 422 and "foreign key" in rebuilt.message
+        job.error_type = "NotAnErrorOfOurs"
+        assert type(error_of(job)) is BackupError
+
+
+def test_a_job_no_longer_queued_is_not_run_again(app):
+    ran = []
+    with app.app_context():
+        job = run_job("backup", "admin", lambda handle: ran.append(1) or {}, background=False)
+        error = execute_job(job_handle(job.id, "backup"), lambda handle: ran.append(2) or {}, True)
+        assert ran == [1] and isinstance(error, BackupError)
+        assert get_job(job.id).status == "succeeded"
+
+
+def test_a_job_nobody_takes_from_the_queue_fails_after_the_queue_timeout(app):
+    with app.app_context():
+        job = create_job("backup", "admin", queued=True)
+        acquire_exclusive(job.id, queued=True)
+        assert job.owner == QUEUE_OWNER and exclusive_is_held()["id"] == job.id
+        assert get_job(job.id).status == "queued"
+        job.created_at = utcnow() - timedelta(seconds=app.config["BACKUP_JOB_QUEUE_TIMEOUT"] + 1)
+        db.session.execute(db.update(OperationLock).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+        failed = get_job(job.id)
+        assert failed.status == "failed" and failed.message.startswith("Never started")
+        assert db.session.get(OperationLock, EXCLUSIVE_LOCK, populate_existing=True) is None

@@ -18,7 +18,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.awsrequest import AWSResponse
 
 from app.backup.errors import BackupNotFoundError, StorageError
-from app.backup.storage.s3 import S3Storage, make_client, normalise_prefix
+from app.backup.storage.s3 import S3Storage, normalise_prefix
+from app.backup.storage.s3_client import make_client
 from app.backup.storage import get_storage
 from app.cli import create_account
 from app.extensions import db

@@ -25,7 +25,8 @@ def schedule_of(client) -> dict:
 def test_defaults_before_anything_is_saved(api):
     assert schedule_of(api) == {"enabled": False, "frequency": "daily", "time": "02:00", "weekday": 0,
                                 "day_of_month": 1, "retention_days": 30, "keep_last": 7, "notify_emails": [],
-                                "notify_on": "failure", "next_run_at": None}
+                                "notify_on": "failure", "webhook_url": None, "heartbeat_url": None,
+                                "next_run_at": None}
 
 
 def test_save_all_fields_as_json_and_read_them_back(api):
