@@ -63,6 +63,7 @@ def register_blueprints(app: Flask) -> None:
     from .admin.routes import bp as admin_bp
     from .auth.routes import bp as auth_bp
     from .backup.web.audit import bp as audit_bp
+    from .backup.web.openapi import bp as openapi_bp
     from .backup.web.restores import bp as restore_bp
     from .backup.web.backups import bp as backup_bp
     from .backup.web.schedule import bp as schedule_bp
@@ -71,7 +72,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(main_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(admin_bp, url_prefix="/admin")
-    for backup_blueprint in (backup_bp, restore_bp, schedule_bp, audit_bp):
+    for backup_blueprint in (backup_bp, restore_bp, schedule_bp, audit_bp, openapi_bp):
         app.register_blueprint(backup_blueprint, url_prefix="/admin")
 
 

@@ -20,6 +20,7 @@ from ..models import AuditLog
 ACTIONS = ("backup.create", "backup.download", "backup.delete", "backup.pin", "backup.unpin", "backup.verify",
            "backup.restore", "backup.prune", "schedule.save", "token.create", "token.revoke")
 PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def record(actor: Actor | str | None, action: str, target: str | None = None, de
     return entry
 
 
-def entries(before: int | None = None, action: str | None = None, limit: int = PAGE_SIZE) -> tuple[list[dict], int | None]:
+def entries(before: int | None = None, action: str | None = None,
+            limit: int = PAGE_SIZE) -> tuple[list[dict], int | None]:
     """One page of entries, newest first: those older than entry ``before``, of ``action`` only if given.
 
     Returns the entries (the contract's AuditEntry) and the id to pass as ``before``

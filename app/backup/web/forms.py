@@ -16,7 +16,7 @@ from wtforms.validators import StopValidation, ValidationError
 from config import parse_flag
 
 from ...security import verify_password
-from ..audit import PAGE_SIZE
+from ..audit import MAX_PAGE_SIZE, PAGE_SIZE
 from ..errors import BadRequestError
 from ..restore.options import RestoreOptions, parse_tables
 from ..schedule.validation import UNKNOWN_FIELD, parse_setting, submitted_fields
@@ -221,4 +221,4 @@ class AuditQueryForm(RequestForm):
 
     before = WholeNumberField(low=1, high=2**63 - 1)
     action = StringField(filters=[_text])
-    limit = WholeNumberField(low=1, high=500, default=PAGE_SIZE)
+    limit = WholeNumberField(low=1, high=MAX_PAGE_SIZE, default=PAGE_SIZE)
