@@ -1,14 +1,31 @@
 """The CyberQuest Admin application factory."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import ConfigError, load_config
 
-from . import extensions
+from . import errors, extensions, restore_hooks, security
+from . import sqlite_pragmas  # noqa: F401  (importing it registers the SQLite connection settings)
+from .admin.routes import bp as admin_bp
+from .auth.routes import bp as auth_bp
+from .backup.cli import restores as restore_cli, schedule as schedule_cli
+from .backup.cli.backups import backup_cli
+from .backup.schedule.wiring import start_for_app
+from .backup.service import recover_after_crash as recover_backup_jobs
+from .backup.web.audit import bp as audit_bp
+from .backup.web.backups import bp as backup_bp
+from .backup.web.openapi import bp as openapi_bp
+from .backup.web.restores import bp as restore_bp
+from .backup.web.schedule import bp as schedule_bp
+from .cli import register_account_commands
 from .extensions import csrf, db, login_manager, migrate
-
-__version__ = "1.0.0"
+from .main.routes import bp as main_bp
+from .seed.command import register_seed_command
+from .version import __version__
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -41,34 +58,19 @@ def trust_proxies(app: Flask) -> None:
     """Behind ``TRUSTED_PROXIES`` reverse proxies, take the client's address, scheme and host from them."""
     hops = app.config.get("TRUSTED_PROXIES", 0)
     if hops:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def register_extensions(app: Flask) -> None:
-    from . import sqlite_pragmas  # noqa: F401  (registers an engine event)
-
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()))
     login_manager.init_app(app)
     csrf.init_app(app)
     extensions.mail.init_app(app)
-    from . import security
-
     security.init_login_manager(login_manager)
 
 
 def register_blueprints(app: Flask) -> None:
-    from .admin.routes import bp as admin_bp
-    from .auth.routes import bp as auth_bp
-    from .backup.web.audit import bp as audit_bp
-    from .backup.web.openapi import bp as openapi_bp
-    from .backup.web.restores import bp as restore_bp
-    from .backup.web.backups import bp as backup_bp
-    from .backup.web.schedule import bp as schedule_bp
-    from .main.routes import bp as main_bp
-
     app.register_blueprint(main_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(admin_bp, url_prefix="/admin")
@@ -77,24 +79,15 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_request_hooks(app: Flask) -> None:
-    from . import security
-
     app.before_request(security.authenticate_bearer_and_check_csrf)
     app.after_request(security.add_security_headers)
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from . import errors
-
     errors.register(app)
 
 
 def register_commands(app: Flask) -> None:
-    from .backup.cli import restores as restore_cli, schedule as schedule_cli
-    from .backup.cli.backups import backup_cli
-    from .cli import register_account_commands
-    from .seed.command import register_seed_command
-
     register_account_commands(app)
     restore_cli.register(backup_cli)
     schedule_cli.register(backup_cli)
@@ -104,8 +97,6 @@ def register_commands(app: Flask) -> None:
 
 def register_restore_hooks(app: Flask) -> None:
     """Give the backup's restore engine the app's policy for its own rows (API tokens, audit entries)."""
-    from . import restore_hooks
-
     restore_hooks.register(app)
 
 
@@ -114,21 +105,15 @@ def recover_after_crash(app: Flask) -> None:
 
     Quietly does nothing while the database is not migrated yet (e.g. during ``flask db upgrade``).
     """
-    from .backup.service import recover_after_crash as recover
-
-    recover(app)
+    recover_backup_jobs(app)
 
 
 def start_scheduler(app: Flask) -> None:
     """Start the in-process backup scheduler unless tests, the CLI or config turn it off."""
-    from .backup.schedule.wiring import start_for_app
-
     start_for_app(app)
 
 
 def _migrations_dir():
-    from pathlib import Path
-
     return Path(__file__).resolve().parent.parent / "migrations"
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
 from ..models import BackupJob, BackupRecord, data_tables, utcnow
+from ..version import __version__
 from . import audit
 from .archive import writer as archive, format
 from .dialects import dialect_for
@@ -105,8 +106,6 @@ def known_revisions(app) -> frozenset[str]:
 
 def app_info(dialect: str) -> dict:
     """The ``app_info.json`` content for this installation."""
-    from .. import __version__
-
     return {
         "app_name": format.APP_NAME,
         "app_version": __version__,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import msgspec
 from flask import Blueprint, current_app, jsonify
 
-from ... import __version__
+from ...version import __version__
 from ...security import admin_required
 from . import api_schema as shapes
 
