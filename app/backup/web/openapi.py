@@ -24,7 +24,8 @@ REF = "#/components/schemas/{name}"
 FORM_BODIES = ("application/x-www-form-urlencoded", "application/json")
 UPLOAD_BODIES = ("multipart/form-data", "application/x-www-form-urlencoded", "application/json")
 # Any request under /admin may meet these.
-COMMON_ERRORS = {401: "No session and no valid API token.", 403: "Not an admin, or the token lacks the scope."}
+COMMON_ERRORS = {401: "No session and no valid API token.", 403: "Not an admin, or the token lacks the scope.",
+                 500: "An internal error; the server log has the details."}
 PATH_PARAMETERS = {"filename": "The file name of a listed backup.", "job_id": "A job's id.",
                    "token_id": "An API token's id."}
 _RULE_PARAMETER = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
@@ -51,8 +52,8 @@ class Operation:
 
 
 _JOB_LOCATION = {202: {"Location": {"description": "The job's URL, to poll.", "schema": {"type": "string"}}}}
-_NOT_FOUND = (404, ("No listed backup has that name.", shapes.Error))
-_BUSY = (409, ("Another backup or restore is running; the body carries its job.", shapes.Error))
+_NOT_FOUND = ("No listed backup has that name.", shapes.Error)
+_BUSY = ("Another backup or restore is running; the body carries its job.", shapes.Error)
 
 OPERATIONS: dict[str, Operation] = {
     "admin.dashboard": Operation("The admin panel's figures", {200: ("Rows per table, recent logins.",
@@ -62,15 +63,15 @@ OPERATIONS: dict[str, Operation] = {
     "backup.create_backup": Operation(
         "Start a backup (or make it and wait, with wait=1)",
         {201: ("Made (wait=1).", shapes.BackupAnswer), 202: ("Started; follow the job.", shapes.JobAnswer),
-         400: ("A malformed field.", shapes.Error), 409: _BUSY[1]},
+         400: ("A malformed field.", shapes.Error), 409: _BUSY},
         fields=shapes.CreateBackupFields, headers=_JOB_LOCATION),
     "backup.download_backup": Operation(
         "Download a backup (ranges allowed); audited",
-        {200: ("The archive, as an attachment.", None), 206: ("The requested range.", None), 404: _NOT_FOUND[1]},
+        {200: ("The archive, as an attachment.", None), 206: ("The requested range.", None), 404: _NOT_FOUND},
         binary="application/zip"),
-    "backup.delete_backup": Operation("Delete a backup", {200: ("Deleted.", shapes.Deleted), 404: _NOT_FOUND[1]}),
+    "backup.delete_backup": Operation("Delete a backup", {200: ("Deleted.", shapes.Deleted), 404: _NOT_FOUND}),
     "backup.pin_backup": Operation("Pin or unpin a backup (retention never deletes a pinned one)",
-                                   {200: ("Its new state.", shapes.BackupAnswer), 404: _NOT_FOUND[1]}),
+                                   {200: ("Its new state.", shapes.BackupAnswer), 404: _NOT_FOUND}),
     "backup.backup_job": Operation("One job's state", {200: ("The job.", shapes.JobAnswer),
                                                        404: ("No job has that id.", shapes.Error)}),
     "restore.restore_backup": Operation(
@@ -78,15 +79,15 @@ OPERATIONS: dict[str, Operation] = {
         {200: ("Restored (wait=1) or previewed (dry_run=1).", (shapes.RestoreAnswer, shapes.PreviewAnswer)),
          202: ("Started; follow the job.", shapes.JobAnswer),
          400: ("A missing or malformed field, a wrong confirmation, an empty upload.", shapes.Error),
-         _NOT_FOUND[0]: _NOT_FOUND[1], _BUSY[0]: _BUSY[1],
+         404: _NOT_FOUND, 409: _BUSY,
          413: ("Larger than MAX_BACKUP_SIZE, or decompressing past the limits.", shapes.Error),
          422: ("Not a valid backup, failed checksums, unsigned without trust_unsigned=1, or a schema mismatch.",
                shapes.Error)},
         fields=shapes.RestoreFields, uploads=True, headers=_JOB_LOCATION),
     "restore.verify_backup": Operation(
         "Verify a backup: checksums, signature and a test restore into a scratch database",
-        {200: ("The verification (ok true or false).", shapes.VerificationAnswer), _NOT_FOUND[0]: _NOT_FOUND[1],
-         _BUSY[0]: _BUSY[1]}),
+        {200: ("The verification (ok true or false).", shapes.VerificationAnswer), 404: _NOT_FOUND,
+         409: _BUSY}),
     "schedule.backup_schedule": Operation("The backup schedule", {200: ("The schedule.", shapes.ScheduleAnswer)}),
     "schedule.save_backup_schedule": Operation(
         "Save the schedule (fields left out keep their values)",
