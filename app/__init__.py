@@ -19,7 +19,9 @@ from .backup.errors import EncryptionError
 from .backup.jobs import executors
 from .backup.schedule.wiring import start_for_app
 from .backup.service import recover_after_crash as recover_backup_jobs
+from .backup.web.audit import bp as audit_bp
 from .backup.web.backups import bp as backup_bp
+from .backup.web.openapi import bp as openapi_bp
 from .backup.web.restores import bp as restore_bp
 from .backup.web.schedule import bp as schedule_bp
 from .cli import register_account_commands
@@ -88,7 +90,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(main_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(admin_bp, url_prefix="/admin")
-    for backup_blueprint in (backup_bp, restore_bp, schedule_bp):
+    for backup_blueprint in (backup_bp, restore_bp, schedule_bp, audit_bp, openapi_bp):
         app.register_blueprint(backup_blueprint, url_prefix="/admin")
 
 

@@ -148,6 +148,8 @@ class ApiToken(db.Model):
 
 
 class AuditLog(db.Model):
+    """One audited action: who (``actor``, from ``ip``), what (``action``), on what (``target``), and its details."""
+
     __tablename__ = "audit_log"
     __table_args__ = OPERATIONAL
 
@@ -155,8 +157,9 @@ class AuditLog(db.Model):
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
     actor_id = db.Column(db.Integer, nullable=True)
     actor = db.Column(db.String(80), nullable=True)
-    action = db.Column(db.String(64), nullable=False)
+    action = db.Column(db.String(64), nullable=False, index=True)
     target = db.Column(db.String(255), nullable=True)
+    ip = db.Column(db.String(45), nullable=True)
     details = db.Column(db.Text, nullable=True)
 
 

@@ -14,6 +14,7 @@ deleted again: the database was rolled back, so the request changed nothing.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -28,6 +29,7 @@ from ..extensions import db
 from ..models import User, password_fingerprint
 from . import audit
 from .archive import format
+from .audit import Actor
 from .jobs.lock import refuse_while_locked
 from .jobs.runner import JobHandle, JobWork, job_body, run_job
 from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
@@ -49,12 +51,16 @@ COPY_CHUNK = 1024 * 1024
 
 @dataclass
 class ArchiveSource:
-    """An archive to read: a listed backup (by name) or a local file (maybe a temporary upload)."""
+    """An archive to read: a listed backup (by name) or a local file (maybe a temporary upload).
+
+    ``sha256`` is the file's digest (hex) when it was computed on the way in (an upload).
+    """
 
     label: str
     listed_name: str | None = None
     path: str | None = None
     temporary: bool = False
+    sha256: str | None = None
 
     def open(self, app) -> BinaryIO:
         """A seekable binary file of the archive; the caller closes it."""
@@ -107,6 +113,7 @@ def upload_source(stream: BinaryIO, filename: str | None, app=None) -> ArchiveSo
     fd, path = tempfile.mkstemp(prefix="cyberquest-restore-", suffix=".zip", dir=directory)
     os.close(fd)
     size = 0
+    digest = hashlib.sha256()
     try:
         with open(path, "wb") as out:
             while True:
@@ -116,6 +123,7 @@ def upload_source(stream: BinaryIO, filename: str | None, app=None) -> ArchiveSo
                 size += len(chunk)
                 if size > limit:
                     raise TooLargeError(f"The uploaded file is larger than MAX_BACKUP_SIZE ({human_size(limit)}).")
+                digest.update(chunk)
                 out.write(chunk)
         if size == 0:
             raise BadRequestError("The uploaded backup file is empty.")
@@ -123,7 +131,7 @@ def upload_source(stream: BinaryIO, filename: str | None, app=None) -> ArchiveSo
         os.unlink(path)
         raise
     label = os.path.basename(filename or "") or "uploaded archive"
-    return ArchiveSource(label=label, path=path, temporary=True)
+    return ArchiveSource(label=label, path=path, temporary=True, sha256=digest.hexdigest())
 
 
 @contextmanager
@@ -149,7 +157,7 @@ def check_request(app, source: ArchiveSource, options: RestoreOptions) -> Restor
     return plan
 
 
-def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str | None, wait: bool,
+def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: Actor, wait: bool,
                   progress: Callable[[float, str], None] | None = None) -> dict:
     """Validate the request, then restore as a job holding the one-at-a-time lock.
 
@@ -157,7 +165,7 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
     ``wait``, else ``{"job": Job}`` at once while the restore runs in the
     background. Raises the ``BackupError`` that says why a request was refused
     (a running job gives ``ConflictError`` carrying it). The source is discarded
-    when the restore is over.
+    when the restore is over. A restore that writes is audited as ``actor``'s.
     """
     app = current_app._get_current_object()
     background = not (wait or options.dry_run)
@@ -166,9 +174,9 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
         # Early, so a locked instance does not first validate a large upload.
         refuse_while_locked()
         check_request(app, source, options)
-        work = JobWork("restore", {"source": asdict(source), "options": asdict(options), "actor": actor,
+        work = JobWork("restore", {"source": asdict(source), "options": asdict(options), "actor": asdict(actor),
                                    "discard_source": background})
-        job = run_job("restore", actor, work, exclusive=True, background=background, progress=progress)
+        job = run_job("restore", actor.username, work, exclusive=True, background=background, progress=progress)
         handed_off = background
     finally:
         if not handed_off:
@@ -180,9 +188,9 @@ def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: str 
 
 
 @job_body("restore")
-def run_restore(app, handle: JobHandle, *, source: dict, options: dict, actor: str | None,
+def run_restore(app, handle: JobHandle, *, source: dict, options: dict, actor: dict,
                 discard_source: bool) -> dict:
-    """The restore job's body, in whichever process runs the job: source and options rebuilt from plain data.
+    """The restore job's body, in whichever process runs the job: source, options and actor rebuilt from plain data.
 
     The plan is made here once and passed along: the one ``check_request`` made for the early
     refusal lives in the requesting process, and a Celery worker is another one.
@@ -193,13 +201,14 @@ def run_restore(app, handle: JobHandle, *, source: dict, options: dict, actor: s
     try:
         with open_archive(app, archive_source, restore_options.trust_unsigned) as archive:
             plan = plan_restore(archive, restore_options, known_revisions(app))
-        return perform_restore(app, archive_source, restore_options, plan, actor=actor, progress=handle.progress)
+        return perform_restore(app, archive_source, restore_options, plan, actor=Actor(**actor),
+                               progress=handle.progress)
     finally:
         if discard_source:
             archive_source.discard()
 
 
-def perform_restore(app, source: ArchiveSource, options: RestoreOptions, plan: RestorePlan, *, actor: str | None,
+def perform_restore(app, source: ArchiveSource, options: RestoreOptions, plan: RestorePlan, *, actor: Actor,
                     progress: Callable[[float, str], None]) -> dict:
     """The restore itself (inside a job): safety backup, then the one-transaction restore; returns the Result.
 
@@ -211,10 +220,12 @@ def perform_restore(app, source: ArchiveSource, options: RestoreOptions, plan: R
     if not options.dry_run:
         share = SAFETY_BACKUP_SHARE
         progress(0.0, "Taking the safety backup")
-        backup = service.create("pre-restore", actor, lambda fraction, message: progress(fraction * share, message))
+        backup = service.create("pre-restore", actor.username,
+                                lambda fraction, message: progress(fraction * share, message))
         safety = backup["filename"]
     try:
         with open_archive(app, source, options.trust_unsigned) as archive:
+            signed = archive.signed
             result = restore_archive(archive, db.engine, options, plan=plan, hooks=replace_hooks(app),
                                      progress=lambda fraction, message: progress(share + fraction * (1 - share),
                                                                                  message))
@@ -224,9 +235,9 @@ def perform_restore(app, source: ArchiveSource, options: RestoreOptions, plan: R
         raise
     result["safety_backup"] = safety
     if not options.dry_run:
-        _audit(actor, source, options, result)
+        _audit(actor, source, options, signed, result)
     log.info("restore (%s%s) from %s by %s: %s", options.mode, ", dry run" if options.dry_run else "",
-             source.label, actor or "cli", result["tables"])
+             source.label, actor.name, result["tables"])
     return result
 
 
@@ -239,12 +250,13 @@ def _discard_safety_backup(service: BackupService, filename: str) -> None:
         log.warning("could not delete the unused safety backup %s", filename, exc_info=True)
 
 
-def _audit(actor: str | None, source: ArchiveSource, options: RestoreOptions, result: dict) -> None:
+def _audit(actor: Actor, source: ArchiveSource, options: RestoreOptions, signed: bool, result: dict) -> None:
     try:
         db.session.rollback()
-        audit.record(actor or "cli", "backup.restore", source.label,
-                     {"mode": options.mode, "tables": result["tables"], "on_conflict": options.on_conflict,
-                      "safety_backup": result["safety_backup"]})
+        audit.record(actor, "backup.restore", source.label, {
+            "mode": options.mode, "trust_unsigned": options.trust_unsigned, "signed": signed,
+            "sha256": source.sha256, "source": "listed" if source.listed_name else "file",
+            "on_conflict": options.on_conflict, "tables": result["tables"], "safety_backup": result["safety_backup"]})
     except Exception:  # the restore is committed; a missing audit line must not turn it into a failure
         db.session.rollback()
         log.warning("could not write the audit entry of a restore", exc_info=True)

@@ -4,6 +4,9 @@ Orchestration only: the archive format lives in ``archive``, the database's side
 in ``dialects``, bytes and names in ``storage``, the one-at-a-time lock and
 progress in ``jobs``.
 
+Changes made for an ``actor`` (a person, the CLI, the scheduler) are audited as
+theirs; the app's own clean-up (an unused safety backup) and set-up pass none.
+
 A backup is *listed* when its name is ``cyberquest_backup_YYYYMMDD_HHMMSS[_N].zip``,
 its metadata is readable, and it is either signed with this instance's key or
 was accepted (a ``BackupRecord`` with ``accepted=True``). Anything else in the
@@ -15,7 +18,7 @@ from __future__ import annotations
 import logging
 import platform
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata as package_metadata
 from typing import BinaryIO, Iterator
@@ -29,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..extensions import db
 from ..models import BackupJob, BackupRecord, data_tables, utcnow
 from ..version import __version__
+from . import audit
 from .archive import writer as archive, format
 from .archive.encryption import Keyring
 from .archive.summary import Summary, read_summary
@@ -153,15 +157,17 @@ class BackupService:
 
     # --- creating ------------------------------------------------------------------
 
-    def start_create(self, trigger: str, created_by: str | None, *, wait: bool = False) -> BackupJob:
-        """Run ``create`` as a recorded job holding the one-at-a-time lock.
+    def start_create(self, trigger: str, created_by: str | None, *, wait: bool = False,
+                     actor: audit.Actor | None = None) -> BackupJob:
+        """Run ``create`` as a recorded job holding the one-at-a-time lock; the new backup is ``actor``'s to audit.
 
         Raises ``ConflictError`` at once when another backup or restore runs. With
         ``wait`` it returns the finished job (``result`` is the Backup) or raises the
         backup's error; otherwise it returns the queued job while the work goes on.
         """
         self._check_trigger(trigger)
-        work = JobWork("backup", {"trigger": trigger, "created_by": created_by})
+        work = JobWork("backup", {"trigger": trigger, "created_by": created_by,
+                                  "actor": None if actor is None else asdict(actor)})
         return run_job("backup", created_by, work, exclusive=True, background=not wait)
 
     def create(self, trigger: str, created_by: str | None, progress=None) -> dict:
@@ -264,9 +270,13 @@ class BackupService:
         summary = self._summary(entry, _metadata_cache.setdefault(self._cache_key, {}), {})
         return (summary.metadata if summary is not None else None) or {}
 
-    def open_for_download(self, filename: str) -> tuple[BinaryIO, dict]:
-        """An open binary file of the listed backup, and its Backup dict; the caller closes the file."""
+    def open_for_download(self, filename: str, *, actor: audit.Actor) -> tuple[BinaryIO, dict]:
+        """An open binary file of the listed backup, and its Backup dict; the caller closes the file.
+
+        The download is audited before any byte is served: an archive holds every password hash.
+        """
         backup = self.get(filename)
+        audit.record(actor, "backup.download", filename, {"size_bytes": backup["size_bytes"]})
         return self.storage.open_read(filename), backup
 
     def _summary(self, entry: StoredFile, cached: dict, fresh: dict) -> Summary | None:
@@ -313,24 +323,34 @@ class BackupService:
 
     # --- changing --------------------------------------------------------------------
 
-    def delete(self, filename: str) -> str:
-        """Delete a listed backup and what the app recorded about it; returns its name."""
-        self.get(filename)
+    def delete(self, filename: str, actor: audit.Actor | None = None, *, prune_reason: dict | None = None) -> str:
+        """Delete a listed backup and what the app recorded about it; returns its name.
+
+        Audited as ``actor``'s ``backup.delete``, or with a ``prune_reason`` (the
+        retention rule's details) as ``backup.prune``.
+        """
+        backup = self.get(filename)
         self.storage.delete(filename)
         _metadata_cache.get(self._cache_key, {}).pop(filename, None)
         record = db.session.get(BackupRecord, filename)
         if record is not None:
             db.session.delete(record)
             db.session.commit()
+        if actor is not None:
+            audit.record(actor, "backup.prune" if prune_reason is not None else "backup.delete", filename, {
+                "created_at": backup["created_at"], "trigger": backup["trigger"], "size_bytes": backup["size_bytes"],
+                **(prune_reason or {})})
         log.info("backup %s deleted", filename)
         return filename
 
-    def toggle_pin(self, filename: str) -> dict:
-        """Flip keep-forever on a listed backup (retention never deletes a pinned one)."""
+    def toggle_pin(self, filename: str, actor: audit.Actor | None = None) -> dict:
+        """Flip keep-forever on a listed backup (retention never deletes a pinned one); ``actor``'s pin or unpin."""
         self.get(filename)
         record = self._record_for(filename)
         record.pinned = not record.pinned
         db.session.commit()
+        if actor is not None:
+            audit.record(actor, "backup.pin" if record.pinned else "backup.unpin", filename)
         return self.get(filename)
 
     def record_verification(self, filename: str, ok: bool, details: dict | None = None) -> dict:
@@ -373,9 +393,16 @@ class BackupService:
 
 
 @job_body("backup")
-def run_backup(app, handle: JobHandle, *, trigger: str, created_by: str | None) -> dict:
-    """The backup job's body, in whichever process runs the job: a new archive, progress reported to the job."""
-    return BackupService(app).create(trigger, created_by, handle.progress)
+def run_backup(app, handle: JobHandle, *, trigger: str, created_by: str | None, actor: dict | None = None) -> dict:
+    """The backup job's body, in whichever process runs the job: a new archive, progress reported to the job.
+
+    ``actor`` (an ``audit.Actor`` as plain data) is whom the new backup's audit entry names; None records none.
+    """
+    backup = BackupService(app).create(trigger, created_by, handle.progress)
+    if actor is not None:
+        audit.record(audit.Actor(**actor), "backup.create", backup["filename"], {
+            "trigger": trigger, "size_bytes": backup["size_bytes"], "total_records": backup["total_records"]})
+    return backup
 
 
 def recover_after_crash(app) -> None:

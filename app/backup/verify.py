@@ -19,6 +19,8 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import data_tables, utcnow
+from . import audit
+from .audit import Actor
 from .dialects import dialect_for
 from .jobs.lock import refuse_while_locked
 from .jobs.runner import JobHandle, JobWork, job_body, run_job
@@ -112,14 +114,14 @@ def run_verify(app, handle: JobHandle, *, source: dict, trust_unsigned: bool) ->
     return verify_archive(app, ArchiveSource(**source), trust_unsigned=trust_unsigned, progress=handle.progress)
 
 
-def verify_listed_backup(filename: str, *, actor: str | None) -> dict:
+def verify_listed_backup(filename: str, *, actor: Actor) -> dict:
     """Verify a listed backup as a ``verify`` job and remember the outcome; 404 for other names."""
     return verify_source(listed_source(filename), actor=actor)
 
 
-def verify_source(source: ArchiveSource, *, actor: str | None, trust_unsigned: bool = False,
+def verify_source(source: ArchiveSource, *, actor: Actor, trust_unsigned: bool = False,
                   progress: ProgressCallback | None = None) -> dict:
-    """Verify any archive (a listed backup or a file) as a ``verify`` job; records listed ones."""
+    """Verify any archive (a listed backup or a file) as a ``verify`` job, audited; records listed ones."""
     app = current_app._get_current_object()
     if dialect_for(db.engine).restore_locks_database:
         # A restore holds the write lock: the verify job could not even be recorded.
@@ -129,9 +131,11 @@ def verify_source(source: ArchiveSource, *, actor: str | None, trust_unsigned: b
         trusted = trusted or not BackupService(app).get(source.listed_name)["signed"]
 
     work = JobWork("verify", {"source": asdict(source), "trust_unsigned": trusted})
-    job = run_job("verify", actor, work, exclusive=False, background=False, progress=progress)
+    job = run_job("verify", actor.username, work, exclusive=False, background=False, progress=progress)
     verification = BackupService.job(job.id)["result"]
     if source.listed_name is not None:
         BackupService(app).record_verification(source.listed_name, verification["ok"], verification)
+    audit.record(actor, "backup.verify", source.label,
+                 {key: verification[key] for key in ("ok", "checksums", "signature", "error")})
     return verification
 

@@ -8,6 +8,7 @@ import click
 import orjson
 from flask.cli import AppGroup
 
+from ..audit import CLI
 from ..errors import BackupError
 from ..service import BackupService
 from ..units import human_size
@@ -19,7 +20,7 @@ backup_cli = AppGroup("backup", help="Create, list, verify, restore and prune ba
 def create_command():
     """Make a backup now and print its filename."""
     try:
-        job = BackupService().start_create("cli", None, wait=True)
+        job = BackupService().start_create("cli", None, wait=True, actor=CLI)
     except BackupError as err:
         raise click.ClickException(str(err)) from err
     click.echo(BackupService.job(job.id)["result"]["filename"])
@@ -52,7 +53,7 @@ def list_command(as_json):
 def delete_command(filename):
     """Delete one backup."""
     try:
-        deleted = BackupService().delete(filename)
+        deleted = BackupService().delete(filename, CLI)
     except BackupError as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"Deleted {deleted}.")

@@ -9,6 +9,7 @@ import sys
 import click
 import orjson
 
+from ..audit import CLI
 from ..errors import BackupError
 from ..restore.options import CONFLICT_POLICIES, MODES, RestoreOptions, parse_tables
 from ..restore_service import cli_source, start_restore
@@ -67,7 +68,7 @@ def register(group) -> None:
             click.confirm(f"Restore {file} in {mode} mode? A safety backup is taken first.", abort=True)
         try:
             options.validate()
-            outcome = start_restore(cli_source(file), options, actor=None, wait=True,
+            outcome = start_restore(cli_source(file), options, actor=CLI, wait=True,
                                     progress=_progress_printer(progress))
         except BackupError as err:
             raise click.ClickException(str(err)) from err
@@ -86,7 +87,7 @@ def register(group) -> None:
     def verify_command(file, trust_unsigned, as_json):
         """Check FILE's checksums and signature and test-restore it; exit status 1 when it is bad."""
         try:
-            verification = verify_source(cli_source(file), actor=None, trust_unsigned=trust_unsigned)
+            verification = verify_source(cli_source(file), actor=CLI, trust_unsigned=trust_unsigned)
         except BackupError as err:
             raise click.ClickException(str(err)) from err
         if as_json:

@@ -8,6 +8,7 @@ import click
 import orjson
 
 from ...models import utcnow
+from ..audit import CLI
 from ..schedule import retention, runner as scheduler
 from ..errors import BackupError
 from ..schedule.settings import load_settings
@@ -27,7 +28,7 @@ def register(group) -> None:
         """Apply the schedule's retention policy: delete the backups it does not keep."""
         policy = retention.policy_for(load_settings())
         try:
-            result = retention.prune(policy, utcnow(), dry_run=dry_run, actor="cli")
+            result = retention.prune(policy, utcnow(), dry_run=dry_run, actor=CLI)
         except BackupError as err:
             raise click.ClickException(str(err)) from err
         if as_json:

@@ -27,7 +27,7 @@ from flask import current_app
 
 from ...extensions import db
 from ...models import BackupRecord
-from .. import audit
+from ..audit import Actor
 from ..jobs.lock import acquire_exclusive, release_exclusive
 from ..errors import BackupNotFoundError
 from ..service import BackupService
@@ -211,7 +211,7 @@ def _current_plan(service, policy: RetentionPolicy, now: datetime) -> tuple[Rete
     return plan, backups
 
 
-def prune(policy: RetentionPolicy, now: datetime, *, dry_run: bool, actor: str | None) -> PruneResult:
+def prune(policy: RetentionPolicy, now: datetime, *, dry_run: bool, actor: Actor | None) -> PruneResult:
     """Delete every backup the policy does not keep (or only list them with ``dry_run``).
 
     A real prune holds the one-at-a-time lock (``ConflictError`` while a backup or
@@ -235,15 +235,12 @@ def prune(policy: RetentionPolicy, now: datetime, *, dry_run: bool, actor: str |
                 plan.keep[filename] = ["pinned"]  # pinned after the plan was made
                 continue
             try:
-                service.delete(filename)
+                service.delete(filename, actor, prune_reason={
+                    "reason": "kept by none of the retention rules", "policy": policy.describe(),
+                    "verified": backups[filename]["verified"]})
             except BackupNotFoundError:
                 continue  # already gone (another prune, or an admin)
             deleted.append(filename)
-            backup = backups[filename]
-            audit.record(actor, "backup.prune", filename, {
-                "reason": "kept by none of the retention rules", "policy": policy.describe(),
-                "created_at": backup["created_at"], "trigger": backup["trigger"], "verified": backup["verified"],
-            })
     finally:
         release_exclusive(lock_id)
     return PruneResult(False, deleted, plan.keep, policy)

@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 # A run with no sign of life for this long is taken to be dead even on another host.
 RUN_STALE_AFTER = timedelta(hours=12)
-ACTOR = "scheduler"
 
 
 class VerificationFailed(BackupError):
@@ -125,10 +124,6 @@ def _finish_run(slot: datetime, status: str, **values) -> None:
     db.session.commit()
 
 
-def _audit(action: str, target: str | None, details: dict) -> None:
-    audit.record(ACTOR, action, target, details)
-
-
 def fail_interrupted_runs(settings: ScheduleSettings, now: datetime) -> int:
     """Mark failed the runs whose process died mid-run, reporting each once; returns how many."""
     count = 0
@@ -168,12 +163,12 @@ def _give_up_older_deferred(slot: datetime) -> None:
 # --- Running a slot -------------------------------------------------------------------
 
 def _make_verified_backup(report: notify.RunReport) -> None:
-    job = BackupService().start_create("scheduled", None, wait=True)
+    job = BackupService().start_create("scheduled", None, wait=True, actor=audit.SCHEDULER)
     report.backup = orjson.loads(job.result) if isinstance(job.result, str) else job.result
     filename = report.backup["filename"]
     try:
         # Checksums, signature and a test restore, recorded on the backup; a bad archive does not raise.
-        verification = verify_listed_backup(filename, actor=None)
+        verification = verify_listed_backup(filename, actor=audit.SCHEDULER)
     except Exception as exc:  # could not even try: as bad as failing, the backup is unproven
         raise VerificationFailed(f"The new backup {filename} could not be verified: {exc}") from exc
     report.verified, report.verification = bool(verification.get("ok")), verification
@@ -184,7 +179,7 @@ def _make_verified_backup(report: notify.RunReport) -> None:
 
 def _apply_retention(settings: ScheduleSettings, report: notify.RunReport, now: datetime) -> None:
     try:
-        result = retention.prune(retention.policy_for(settings), now, dry_run=False, actor=ACTOR)
+        result = retention.prune(retention.policy_for(settings), now, dry_run=False, actor=audit.SCHEDULER)
         report.pruned = list(result.deleted)
     except ConflictError:
         report.retention_note = "skipped this time: another backup or restore was running."
@@ -226,9 +221,9 @@ def _record_outcome(report: notify.RunReport) -> None:
     filename = (report.backup or {}).get("filename")
     try:
         _finish_run(report.slot, status, filename=filename, error=report.error)
-        _audit("backup.scheduled_run", filename,
-               {"slot": report.slot, "status": status, "error": report.error, "verified": report.verified,
-                "pruned": report.pruned, "duration_seconds": report.duration_seconds})
+        audit.record(audit.SCHEDULER, "backup.scheduled_run", filename,
+                     {"slot": report.slot, "status": status, "error": report.error, "verified": report.verified,
+                      "pruned": report.pruned, "duration_seconds": report.duration_seconds})
     except SQLAlchemyError:
         db.session.rollback()
         log.exception("could not record the outcome of scheduled slot %s", report.slot)

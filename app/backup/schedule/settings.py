@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from ...extensions import db
 from ...models import BackupSchedule
 from .. import audit
+from ..audit import Actor
 from ..errors import BadRequestError
 from .hooks import HOOK_FIELDS
 from .validation import ScheduleValidationError, parse_setting, submitted_fields
@@ -266,7 +267,7 @@ def save_settings(settings: ScheduleSettings) -> ScheduleSettings:
     raise BadRequestError("The schedule could not be saved; try again.")
 
 
-def update_settings(fields: dict, now: datetime, actor: str | None = None) -> ScheduleSettings:
+def update_settings(fields: dict, now: datetime, actor: Actor | None = None) -> ScheduleSettings:
     """Validate ``fields`` against the stored schedule, save the result and audit the change.
 
     Raises ``ScheduleValidationError`` (400) and changes nothing when a value is bad.
@@ -274,7 +275,7 @@ def update_settings(fields: dict, now: datetime, actor: str | None = None) -> Sc
     before = load_settings()
     saved = save_settings(apply_changes(before, fields, now))
     changed = {name: getattr(saved, name) for name in EDITABLE_FIELDS if getattr(saved, name) != getattr(before, name)}
-    audit.record(actor, "backup.schedule_saved", "backup_schedule", changed)
+    audit.record(actor, "schedule.save", "backup_schedule", changed)
     return saved
 
 

@@ -12,7 +12,7 @@ from ..schedule import health
 from ..service import BackupService
 from ..units import human_size
 from .forms import CreateBackupForm, RestoreForm
-from .http import actor_name, done, kept_form_errors, refused_form, request_fields
+from .http import done, kept_form_errors, refused_form, request_actor, request_fields
 
 bp = Blueprint("backup", __name__)
 bp.add_app_template_filter(human_size)
@@ -36,8 +36,8 @@ def create_backup():
     form = CreateBackupForm(request_fields())
     if not form.validate():
         raise BadRequestError(form.refusal())
-    wait = form.wait.data
-    job = BackupService().start_create("manual", actor_name(), wait=wait)
+    wait, actor = form.wait.data, request_actor()
+    job = BackupService().start_create("manual", actor.username, wait=wait, actor=actor)
     page = url_for("backup.system_backup")
     if wait:
         backup = BackupService.job(job.id)["result"]
@@ -51,7 +51,7 @@ def create_backup():
 @bp.route("/download-backup/<path:filename>")
 @admin_required
 def download_backup(filename):
-    fileobj, backup = BackupService().open_for_download(filename)
+    fileobj, backup = BackupService().open_for_download(filename, actor=request_actor())
     response = send_file(fileobj, mimetype="application/zip", as_attachment=True, download_name=backup["filename"],
                          max_age=0, conditional=False)
     # A file object has no size werkzeug can see: give it, so clients get a length and ranges.
@@ -62,7 +62,7 @@ def download_backup(filename):
 @bp.route("/delete-backup/<path:filename>", methods=["POST"])
 @admin_required
 def delete_backup(filename):
-    deleted = BackupService().delete(filename)
+    deleted = BackupService().delete(filename, request_actor())
     return done({"deleted": deleted}, 200, f"Backup {deleted} deleted.", url_for("backup.system_backup"),
                 wants_json=wants_json())
 
@@ -70,7 +70,7 @@ def delete_backup(filename):
 @bp.route("/pin-backup/<path:filename>", methods=["POST"])
 @admin_required
 def pin_backup(filename):
-    backup = BackupService().toggle_pin(filename)
+    backup = BackupService().toggle_pin(filename, request_actor())
     state = "pinned: retention keeps it" if backup["pinned"] else "unpinned"
     return done({"backup": backup}, 200, f"Backup {backup['filename']} {state}.",
                 url_for("backup.system_backup"), wants_json=wants_json())

@@ -1,4 +1,4 @@
-"""The System Backup forms: create a backup, restore one, save the schedule.
+"""The System Backup forms: create a backup, restore one, save the schedule, page through the audit log.
 
 Each form is filled from ``http.request_fields``, so the same form reads a
 browser's form post, a script's urlencoded or multipart fields, and a JSON body
@@ -16,6 +16,7 @@ from wtforms.validators import StopValidation, ValidationError
 from config import parse_flag
 
 from ...security import verify_password
+from ..audit import MAX_PAGE_SIZE, PAGE_SIZE
 from ..errors import BadRequestError
 from ..restore.options import RestoreOptions, parse_tables
 from ..schedule.validation import UNKNOWN_FIELD, parse_setting, submitted_fields
@@ -199,3 +200,27 @@ class ScheduleForm(RequestForm):
     def setting_errors(self) -> dict[str, str]:
         """Setting name → message for every bad field, names that are no setting included."""
         return {**{name: field.errors[0] for name, field in self._fields.items() if field.errors}, **self.unknown}
+
+
+class WholeNumberField(Field):
+    """A whole number from ``low`` to ``high``; absent or empty is the field's default."""
+
+    def __init__(self, *args, low: int, high: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.low, self.high = low, high
+
+    def process_formdata(self, valuelist):
+        sent = _text(valuelist[0] if valuelist else None)
+        if not sent:
+            return
+        if not sent.isdigit() or not self.low <= int(sent) <= self.high:
+            raise ValueError(f"The field {self.name!r} must be a whole number from {self.low} to {self.high}.")
+        self.data = int(sent)
+
+
+class AuditQueryForm(RequestForm):
+    """``GET /admin/audit``: ``before`` (an entry id: only older entries), ``action`` (only that one), ``limit``."""
+
+    before = WholeNumberField(low=1, high=2**63 - 1)
+    action = StringField(filters=[_text])
+    limit = WholeNumberField(low=1, high=MAX_PAGE_SIZE, default=PAGE_SIZE)

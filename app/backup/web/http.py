@@ -1,4 +1,4 @@
-"""Request reading and answer shaping shared by the System Backup routes.
+"""Request reading, who is asking, and answer shaping shared by the System Backup routes.
 
 A refused browser form comes back to the System Backup page with the reason
 flashed (each backup blueprint registers ``refused_form`` for ``BackupError``);
@@ -6,11 +6,12 @@ scripts get the app's JSON error answer.
 """
 from __future__ import annotations
 
-from flask import flash, jsonify, redirect, request, session, url_for
+from flask import flash, g, jsonify, redirect, request, session, url_for
 from flask_login import current_user
 
 from ...errors import backup_error_response
 from ...security import wants_json
+from ..audit import Actor
 from ..errors import BackupError, BadRequestError
 
 # Refusals a browser form can recover from by changing its input (or waiting for the running job).
@@ -35,9 +36,10 @@ def request_fields(*, uploads: bool = False) -> dict:
     return fields
 
 
-def actor_name() -> str | None:
-    """The username of whoever makes this request."""
-    return current_user.username if current_user.is_authenticated else None
+def request_actor() -> Actor:
+    """Who makes this request, as the audit log records them: username, client IP, the API token's id if any."""
+    return Actor(current_user.username if current_user.is_authenticated else None, ip=request.remote_addr,
+                 token_id=g.get("api_token_id"))
 
 
 def done(json_body: dict, status: int, message: str, redirect_to: str, *, wants_json: bool, headers=None):

@@ -16,7 +16,7 @@ from ..restore_service import listed_source, session_still_valid, start_restore,
 from ..units import human_size
 from ..verify import verify_listed_backup
 from .forms import RestoreForm
-from .http import actor_name, done, keep_form_errors, refused_form, request_fields
+from .http import done, keep_form_errors, refused_form, request_actor, request_fields
 
 bp = Blueprint("restore", __name__)
 bp.register_error_handler(BackupError, refused_form)
@@ -40,7 +40,7 @@ def restore_backup():
     account = current_user.id, password_fingerprint(current_user.password_hash)
     upload = form.backup_file.data
     source = upload_source(upload.stream, upload.filename) if upload else listed_source(form.filename.data)
-    outcome = start_restore(source, form.options, actor=actor_name(), wait=form.wait.data)
+    outcome = start_restore(source, form.options, actor=request_actor(), wait=form.wait.data)
     page = url_for("backup.system_backup")
     json = wants_json()
     if "preview" in outcome:
@@ -59,7 +59,7 @@ def restore_backup():
 @bp.route("/verify-backup/<path:filename>", methods=["POST"])
 @admin_required
 def verify_backup(filename):
-    verification = verify_listed_backup(filename, actor=actor_name())
+    verification = verify_listed_backup(filename, actor=request_actor())
     message = (f"Backup {filename} verified." if verification["ok"]
                else f"Backup {filename} failed verification: {verification['error']}")
     if not wants_json() and not verification["ok"]:

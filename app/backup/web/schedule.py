@@ -13,7 +13,7 @@ from ..schedule import health, hooks, retention, runner as scheduler
 from ..schedule.settings import WEEKDAY_NAMES, ScheduleSettings, load_settings, update_settings
 from ..schedule.validation import ScheduleValidationError
 from .forms import ScheduleForm
-from .http import actor_name, done, refused_form, request_fields
+from .http import done, refused_form, request_actor, request_fields
 
 bp = Blueprint("schedule", __name__)
 bp.register_error_handler(BackupError, refused_form)
@@ -56,7 +56,7 @@ def save_backup_schedule():
             raise ScheduleValidationError.naming(form.setting_errors())
         # A browser gets the form back with its own values and the errors beside them.
         return _page(current, form, status=400)
-    settings = update_settings(form.changes(), utcnow(), actor=actor_name())
+    settings = update_settings(form.changes(), utcnow(), actor=request_actor())
     return done({"schedule": settings.to_dict(utcnow())}, 200, f"Schedule saved: {settings.describe()}.",
                 url_for("schedule.backup_schedule"), wants_json=wants_json())
 

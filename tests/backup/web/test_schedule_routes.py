@@ -78,7 +78,7 @@ def test_a_json_body_that_is_not_an_object_is_a_400(api):
 def test_saving_is_audited_with_the_changes(sched_app, api):
     api.post("/admin/backup-schedule", json={"enabled": True, "time": "04:00"})
     with sched_app.app_context():
-        entry = db.session.execute(select(AuditLog).where(AuditLog.action == "backup.schedule_saved")).scalar_one()
+        entry = db.session.execute(select(AuditLog).where(AuditLog.action == "schedule.save")).scalar_one()
     assert entry.actor == "root" and '"time":"04:00"' in entry.details
 
 
