@@ -41,7 +41,8 @@ from .restore.engine import check_before_writing, restore_archive
 from .restore.hooks import replace_hooks
 from .restore.options import RestoreOptions
 from .restore.plan import RestorePlan, plan_restore
-from .service import BackupService, known_revisions
+from .service import BackupService
+from .provenance import known_revisions
 
 log = logging.getLogger(__name__)
 

@@ -16,27 +16,24 @@ passphrase is listed as ``encrypted`` with nothing else read from it.
 from __future__ import annotations
 
 import logging
-import platform
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
-from importlib import metadata as package_metadata
 from typing import BinaryIO, Iterator
 
 import orjson
-import sqlalchemy
 from flask import current_app
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
 from ..models import BackupJob, BackupRecord, data_tables, utcnow
-from ..version import __version__
 from . import audit
 from .archive import writer as archive, format
 from .archive.encryption import Keyring
 from .archive.summary import Summary, read_summary
 from .dialects import dialect_for
+from .provenance import app_info, schema_revision
 from .jobs.runner import (JobHandle, JobWork, get_job, job_body, latest_active_job, live_job_dict,
                           recover_interrupted_jobs, run_job)
 from .errors import BackupError, BackupNotFoundError, BadRequestError, database_message
@@ -71,52 +68,6 @@ def backup_name_candidates(created_at: datetime) -> Iterator[str]:
 def _newest_first_key(name: str):
     match = _NAME.fullmatch(name)
     return (match.group(1), int(match.group(2) or 1))
-
-
-@dataclass(frozen=True)
-class _Migrations:
-    head: str | None          # the Alembic head(s), comma-separated
-    revisions: frozenset      # the head and every ancestor
-
-
-_migrations: dict[str, _Migrations] = {}
-
-
-def _migrations_of(app) -> _Migrations:
-    """The revisions of the app's migrations directory (read once per directory)."""
-    directory = str(app.extensions["migrate"].directory)
-    if directory not in _migrations:
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
-
-        config = Config()
-        config.set_main_option("script_location", directory)
-        script = ScriptDirectory.from_config(config)
-        _migrations[directory] = _Migrations(head=",".join(sorted(script.get_heads())) or None,
-                                             revisions=frozenset(r.revision for r in script.walk_revisions()))
-    return _migrations[directory]
-
-
-def schema_revision(app) -> str | None:
-    """The Alembic head of the app's migrations: the schema revision an archive records."""
-    return _migrations_of(app).head
-
-
-def known_revisions(app) -> frozenset[str]:
-    """Every Alembic revision of this app's migrations (the head and its ancestors): the archives it can read."""
-    return _migrations_of(app).revisions
-
-
-def app_info(dialect: str) -> dict:
-    """The ``app_info.json`` content for this installation."""
-    return {
-        "app_name": format.APP_NAME,
-        "app_version": __version__,
-        "python_version": platform.python_version(),
-        "flask_version": package_metadata.version("flask"),
-        "sqlalchemy_version": sqlalchemy.__version__,
-        "database_dialect": dialect,
-    }
 
 
 def _database_error(exc: SQLAlchemyError) -> BackupError:

@@ -29,7 +29,8 @@ from .restore.engine import restore_archive
 from .restore.options import RestoreOptions
 from .restore.plan import RestorePlan, plan_restore
 from .restore_service import ArchiveSource, listed_source, open_archive
-from .service import BackupService, known_revisions
+from .service import BackupService
+from .provenance import known_revisions
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from app.backup.archive import format
-from app.backup.service import schema_revision
+from app.backup.provenance import schema_revision
 from app.extensions import db
 from support.app import build_app
 from support.archives import build_archive

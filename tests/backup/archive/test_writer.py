@@ -19,7 +19,8 @@ from app.backup.archive.summary import read_summary
 from app.backup.archive.writer import restore_order
 from app.backup.dialects import dialect_for
 from app.backup.errors import ArchiveError
-from app.backup.service import BackupService, app_info, backup_name_candidates
+from app.backup.service import BackupService, backup_name_candidates
+from app.backup.provenance import app_info
 from app.backup.storage.local import LocalStorage
 from app.extensions import db
 from app.models import data_tables

@@ -5,7 +5,7 @@ import orjson
 import pytest
 
 from app.backup.archive import format
-from app.backup.service import schema_revision
+from app.backup.provenance import schema_revision
 from support.archives import as_archive_rows, build_archive, expected_rows, legacy_archive, sample_tables, snapshot
 from support.restoring import backup_names, create_backup
 

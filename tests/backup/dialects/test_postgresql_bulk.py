@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from app.backup.archive import format
 from app.backup.restore.replace import INDEX_REBUILD_MIN_ROWS
-from app.backup.service import schema_revision
+from app.backup.provenance import schema_revision
 from app.cli import create_account
 from app.extensions import db
 from app.security import issue_api_token

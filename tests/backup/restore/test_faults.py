@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.backup.archive import format
-from app.backup.service import schema_revision
+from app.backup.provenance import schema_revision
 from app.cli import create_account
 from app.extensions import db
 from app.models import BackupJob

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.backup.archive import format
-from app.backup.service import schema_revision
+from app.backup.provenance import schema_revision
 from app.extensions import db
 from support.app import build_app
 from support.archives import build_archive, generated_tables
