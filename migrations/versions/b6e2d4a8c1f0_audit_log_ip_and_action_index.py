@@ -1,7 +1,7 @@
 """The audit log records the client's IP, and is filtered by action through an index
 
 Revision ID: b6e2d4a8c1f0
-Revises: f209e07b3636
+Revises: a7c41e9d2b10
 Create Date: 2026-12-02 06:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'b6e2d4a8c1f0'
-down_revision = 'f209e07b3636'
+down_revision = 'a7c41e9d2b10'
 branch_labels = None
 depends_on = None
 
