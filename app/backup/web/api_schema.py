@@ -43,7 +43,7 @@ class Backup(Answer):
     signed: bool
     verified: bool | None
     pinned: bool
-    encrypted: bool | UnsetType = UNSET
+    encrypted: bool
     restore_seconds: float | None | UnsetType = UNSET
 
 
@@ -59,6 +59,7 @@ class Job(Answer):
     started_at: Timestamp | None
     finished_at: Timestamp | None
     result: dict[str, Any] | None
+    waited_seconds: Annotated[float, Meta(ge=0, description="how long it waited (or has waited) in the queue")] | None
 
 
 class AtRisk(Answer):
@@ -178,12 +179,26 @@ class Schedule(Answer):
     notify_emails: list[str]
     notify_on: Literal["failure", "always", "never"]
     next_run_at: Timestamp | None
-    webhook_url: str | None | UnsetType = UNSET
-    heartbeat_url: str | None | UnsetType = UNSET
+    webhook_url: str | None
+    heartbeat_url: str | None
+
+
+class HookDelivery(Answer):
+    """One webhook or heartbeat delivery, as the schedule page lists it."""
+
+    at: Timestamp
+    target: str
+    event: str
+    url: str
+    ok: bool
+    attempts: int
+    status_code: int | None
+    error: str | None
 
 
 class ScheduleAnswer(Answer):
     schedule: Schedule
+    hook_deliveries: list[HookDelivery] | UnsetType = UNSET
 
 
 class ScheduledRunSummary(Answer):
@@ -314,6 +329,8 @@ class ScheduleFields(msgspec.Struct):
     keep_last: int | str | UnsetType = UNSET
     notify_emails: Annotated[list[str] | str, Meta(description="a list, or comma-separated")] | UnsetType = UNSET
     notify_on: Literal["failure", "always", "never"] | UnsetType = UNSET
+    webhook_url: Annotated[str, Meta(description="http or https; empty to turn it off")] | None | UnsetType = UNSET
+    heartbeat_url: Annotated[str, Meta(description="http or https; empty to turn it off")] | None | UnsetType = UNSET
 
 
 class TokenFields(msgspec.Struct):
