@@ -24,6 +24,7 @@ from ...extensions import db
 from ...models import BackupJob, utcnow
 from ..dialects import dialect_for
 from ..errors import BackupError, ConflictError
+from . import messages
 from .lock import (LOCK_TTL, acquire_exclusive, current_owner, drop_exclusive, jobs_holding_live_locks,
                    owner_is_dead, refresh_exclusive, refuse_while_locked)
 from .records import UNFINISHED, job_to_dict
@@ -65,6 +66,7 @@ class JobHandle:
         """Record progress (0..1). Throttled to about one database write a second."""
         fraction = max(0.0, min(1.0, fraction))
         _live_progress[self.job_id] = (fraction, message)
+        messages.record(self.job_id, message)
         now = time.monotonic()
         if not self.write_progress_to_db or now - self._last_write < 1.0:
             return
@@ -95,8 +97,9 @@ _live_progress: dict[str, tuple[float, str]] = {}
 
 
 def live_job_dict(job: BackupJob) -> dict:
-    """``job_to_dict`` with the freshest progress this process knows of."""
+    """``job_to_dict`` with the freshest progress this process knows of, and its ``log`` (``messages.lines``)."""
     data = job_to_dict(job)
+    data["log"] = messages.lines(job.id)
     if job.status == "running" and job.id in _live_progress:
         data["progress"], message = _live_progress[job.id]
         data["message"] = message or data["message"]

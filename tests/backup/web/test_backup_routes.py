@@ -26,7 +26,9 @@ def test_create_with_wait_lists_downloads_and_deletes(app, client, api_headers):
     assert backup["total_records"] == 9 + 1  # the sample rows and the admin
 
     listing = client.get("/admin/system-backup", headers=api_headers).get_json()
-    assert listing == {"backups": [backup], "job": None}
+    assert {key: listing[key] for key in ("backups", "job")} == {"backups": [backup], "job": None}
+    assert listing["at_risk"] == {"since": backup["created_at"], "rows": 0,
+                                  "tables": {table: 0 for table in backup["record_counts"]}}
 
     download = client.get(f"/admin/download-backup/{backup['filename']}", headers=api_headers)
     assert download.status_code == 200

@@ -152,7 +152,10 @@ def test_the_page_shows_the_restore_panel_with_the_listed_backups(admin_client, 
     modes = {i["value"]: i for i in form.named("mode")}
     assert set(modes) == {"merge", "replace"} and "checked" in modes["merge"] and "checked" not in modes["replace"]
     assert [o["value"] for o in form.selects["on_conflict"]["options"]] == ["skip", "overwrite"]
-    assert form.named("tables")[0]["type"] == "text"
+    # Issue 16: the tables are checkboxes, not free text (scripts may still send comma-separated text).
+    assert [(i["type"], i["value"]) for i in form.named("tables")] == [
+        ("checkbox", name) for name in ("users", "login_attempts", "email_verifications", "contact_submissions",
+                                        "password_reset_tokens")]
     assert form.named("trust_unsigned")[0] == {"type": "checkbox", "name": "trust_unsigned", "value": "1"}
     password, confirm = form.named("password")[0], form.named("confirm")[0]
     assert password["type"] == "password" and "required" in password and "required" in confirm
