@@ -23,9 +23,11 @@
     result.focus();
   }
 
-  // form[data-confirm]: ask in the page's <dialog id="confirm-dialog"> before posting.
+  // form[data-confirm] (its question; data-confirm-title and data-confirm-button word the dialog):
+  // ask in the page's <dialog id="confirm-dialog"> before posting.
   var dialog = document.getElementById("confirm-dialog");
   if (!dialog || typeof dialog.showModal !== "function") { return; }
+  var title = document.getElementById("confirm-dialog-title");
   var text = document.getElementById("confirm-dialog-text");
   var yes = document.getElementById("confirm-dialog-yes");
   var pending = null;
@@ -35,6 +37,7 @@
       if (form.dataset.confirmed === "yes") { return; }
       event.preventDefault();
       pending = form;
+      title.textContent = form.getAttribute("data-confirm-title") || "Are you sure?";
       text.textContent = form.getAttribute("data-confirm");
       yes.textContent = form.getAttribute("data-confirm-button") || "Confirm";
       dialog.returnValue = "";

@@ -59,14 +59,21 @@
     var table = element("table");
     table.className = "grid restore-counts";
     var head = table.createTHead().insertRow();
-    ["Table", "Inserted", "Updated", "Skipped", "Deleted"].forEach(function (title) {
-      head.appendChild(element("th", title));
+    ["Table", "Inserted", "Updated", "Skipped", "Deleted"].forEach(function (title, i) {
+      var cell = element("th", title);
+      cell.scope = "col";
+      if (i) { cell.className = "num"; }
+      head.appendChild(cell);
     });
     var body = table.createTBody();
     Object.keys(result.tables).forEach(function (name) {
       var row = body.insertRow();
       row.insertCell().textContent = name;
-      COUNTS.forEach(function (k) { row.insertCell().textContent = String(result.tables[name][k]); });
+      COUNTS.forEach(function (k) {
+        var cell = row.insertCell();
+        cell.className = "num";
+        cell.textContent = String(result.tables[name][k]);
+      });
     });
     return table;
   }

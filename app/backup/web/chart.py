@@ -54,7 +54,8 @@ def _path(xy: list[tuple[float, float]]) -> str:
 
 def _describe(points: list[dict], failures: list[dict]) -> str:
     if not points:
-        return f"No backups to draw yet; {len(failures)} failed run{'s' if len(failures) != 1 else ''}."
+        failed = f"; {len(failures)} failed run{'s' if len(failures) != 1 else ''} marked" if failures else ""
+        return f"No backups to draw yet{failed}."
     first, last = points[0], points[-1]
     text = (f"{len(points)} backup{'s' if len(points) != 1 else ''} from {first['at']:%Y-%m-%d %H:%M} to "
             f"{last['at']:%Y-%m-%d %H:%M} UTC. Archive size went from {human_size(first['size'])} to "
