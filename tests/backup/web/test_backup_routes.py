@@ -6,9 +6,13 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from app.backup.jobs.lock import acquire_exclusive
 from app.backup.jobs.runner import create_job
+from app.backup.service import BackupService
+from app.extensions import db
+from app.models import BackupJob, utcnow
 from support.backup import seed_sample_rows
 from support.web import JSON, csrf_token_from, wait_for_job
 
@@ -203,3 +207,40 @@ def test_html_conflict_flashes_and_returns_to_the_page(app, admin_client):
     response = admin_client.post("/admin/create-backup", data={"csrf_token": token})
     assert response.status_code == 302 and response.headers["Location"].endswith("/admin/system-backup")
     assert "running" in admin_client.get("/admin/system-backup").get_data(as_text=True)
+
+
+# --- The page's redesign (issue 16) --------------------------------------------------------------
+
+def test_a_fresh_backup_has_a_state_and_the_page_its_summary_chart_and_dialog(app, admin_client):
+    with app.app_context():
+        backup = BackupService().create("manual", "admin")
+    name = backup["filename"]
+    html = admin_client.get("/admin/system-backup").get_data(as_text=True)
+    row = html[html.index(f'<tr data-filename="{name}">'):]
+    state = row[row.index('<td class="state"'):row.index("</td>", row.index('<td class="state"'))]
+    assert ">signed</span>" in state and ">not verified yet</span>" in state
+    assert f'<time data-local datetime="{backup["created_at"]}"' in row
+    for card in ("backup-health", "card-last-backup", "card-next-run", "card-stored", "card-proven-restore",
+                 "card-at-risk"):
+        assert f'id="{card}"' in html
+    assert '<svg viewBox="0 0 720 240" role="img" aria-labelledby="history-chart-title history-chart-description"' in html
+    assert 'id="history-chart-data"' in html and "1 backup from" in html
+    assert f'data-confirm="Delete {name}? ' in html and '<dialog id="confirm-dialog"' in html
+
+
+def test_the_page_reports_how_a_followed_job_ended(app, admin_client):
+    with app.app_context():
+        made = BackupService().start_create("manual", "admin", wait=True)
+        failed = create_job("backup", "admin")
+        db.session.execute(sa.update(BackupJob).where(BackupJob.id == failed.id).values(
+            status="failed", message="The backup store is full.", finished_at=utcnow()))
+        db.session.commit()
+        made_id, failed_id, filename = made.id, failed.id, BackupService.job(made.id)["result"]["filename"]
+    done = admin_client.get(f"/admin/system-backup?job={made_id}").get_data(as_text=True)
+    outcome = done[done.index('id="job-outcome"'):]
+    assert "Backup created" in outcome and f'href="/admin/download-backup/{filename}"' in outcome
+    assert '<div id="job-outcome" class="card outcome" data-focus' in done
+    failed_page = admin_client.get(f"/admin/system-backup?job={failed_id}").get_data(as_text=True)
+    assert "The backup failed" in failed_page and "The backup store is full." in failed_page
+    assert "What to check" in failed_page
+    assert 'id="job-outcome"' not in admin_client.get("/admin/system-backup").get_data(as_text=True)

@@ -330,3 +330,15 @@ def test_a_merge_that_overwrites_only_the_chosen_tables(app, admin_client, liste
     with app.app_context():
         assert db.session.get(User, 103).email == "carl@example.com"
     assert snapshot(app)["contact_submissions"] == contact_before
+
+
+def test_the_table_checkboxes_restore_only_the_ticked_tables(app, admin_client, listed):
+    """Several ``tables`` values (ticked checkboxes) count as the comma-separated list a script sends."""
+    delete_user(app, 103)
+    before = state(app)
+    response = post_restore(admin_client, filename=listed[0], dry_run="1", tables=["users", "contact_submissions"])
+    (summary,) = flashes(after_redirect(admin_client, response), "success")
+    assert summary == "Preview (merge): contact_submissions: 2 skipped; users: 1 inserted, 3 skipped."
+    with_text = post_restore(admin_client, filename=listed[0], dry_run="1", tables="users, contact_submissions")
+    assert flashes(after_redirect(admin_client, with_text), "success") == [summary]
+    assert state(app) == before
