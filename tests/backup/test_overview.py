@@ -11,7 +11,7 @@ from app.backup.service import BackupService
 from app.backup.verify import verify_listed_backup
 from app.extensions import db
 from app.models import BackupJob, ContactSubmission, utcnow
-from support.app import count_rows
+from support.app import build_app, count_rows
 from support.backup import seed_sample_rows
 
 
@@ -46,6 +46,22 @@ def test_rows_added_after_the_newest_good_backup_are_at_risk(app):
         # A backup that failed its verification is no good backup: the older one is.
         BackupService().record_verification(newer["filename"], False)
         assert overview.listing()["at_risk"] == {**risk}
+
+
+def test_rows_at_risk_on_every_database(tmp_path, any_database_url):
+    app = build_app(tmp_path, any_database_url)
+    try:
+        seed_sample_rows(app)
+        with app.app_context():
+            made = BackupService().create("manual", "admin")
+        add_contact(app)
+        with app.app_context():
+            risk = overview.listing()["at_risk"]
+        assert risk["since"] == made["created_at"] and risk["rows"] == 1
+        assert risk["tables"]["contact_submissions"] == 1
+    finally:
+        with app.app_context():
+            db.engine.dispose()
 
 
 def test_the_summary_cards_of_a_verified_backup(app):
