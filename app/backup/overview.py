@@ -14,6 +14,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import BackupJob, BackupRecord, ScheduledRun, data_tables, utcnow
+from .jobs.records import UNFINISHED
 from .schedule import health as backup_health
 from .schedule.settings import load_settings
 from .service import BackupService
@@ -23,7 +24,6 @@ from .units import human_age
 # compared by its row count with the backup's instead.
 ADDED_AT_COLUMNS = ("created_at", "attempted_at")
 CHART_BACKUPS = 30
-UNFINISHED = ("queued", "running")
 
 
 def _moment(iso: str) -> datetime:
