@@ -1,5 +1,11 @@
-"""Errors become JSON ``{"error": ...}`` or an HTML page, by content negotiation."""
+"""Errors become JSON ``{"error": ...}`` or an HTML page, by content negotiation.
+
+The page (``templates/error.html``) keeps the site's layout and navigation, names
+the error and says what to do next.
+"""
 from __future__ import annotations
+
+from html import escape
 
 from flask import current_app, jsonify, render_template
 from flask_wtf.csrf import CSRFError
@@ -15,7 +21,31 @@ def error_response(status: int, message: str, **extra):
         body = {"error": message}
         body.update(extra)
         return jsonify(body), status
-    return render_template("error.html", status=status, message=message), status
+    return _error_page(status, message), status
+
+
+# What the page calls each status, and what the person in front of it can do about it.
+_PAGE_TEXT = {
+    400: ("Bad request", "Go back, correct the form and send it again."),
+    401: ("Not logged in", "Log in and try again."),
+    403: ("Not allowed", "This page is for administrators. Ask an administrator if you need access."),
+    404: ("Not found", "Check the address, or start again from the admin panel."),
+    405: ("Method not allowed", None),
+    409: ("Busy", "Wait for the running job to finish, then try again."),
+    413: ("Too large", "Send a smaller file, or ask the operator to raise MAX_BACKUP_SIZE."),
+    422: ("Not a usable backup", None),
+    500: ("Something went wrong", "Try again in a moment; if it keeps happening, tell the operator."),
+}
+
+
+def _error_page(status: int, message: str) -> str:
+    title, hint = _PAGE_TEXT.get(status, ("Error", None))
+    try:
+        return render_template("error.html", status=status, title=title, message=message, hint=hint)
+    except Exception:  # the layout needs the database (the user); an error page must not fail with it
+        current_app.logger.exception("The error page could not be rendered")
+        return (f"<!doctype html><title>Error {status}</title><h1>Error {status}: {escape(title)}</h1>"
+                f"<p>{escape(message)}</p>")
 
 
 def backup_error_response(exc: BackupError):

@@ -75,6 +75,14 @@ def _database_error(exc: SQLAlchemyError) -> BackupError:
                        "check that it is reachable and migrated (flask db upgrade), then try again.")
 
 
+def _restore_seconds(record: BackupRecord | None) -> float | None:
+    """How long the last verification's test restore took (``verify.verify_archive``), or None."""
+    if record is None or not record.verification:
+        return None
+    seconds = orjson.loads(record.verification).get("restore_seconds")
+    return seconds if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None
+
+
 def _int_or_none(value):
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -270,6 +278,7 @@ class BackupService:
             "verified": record.verified if record is not None else None,
             "pinned": bool(record is not None and record.pinned),
             "encrypted": summary.encrypted,
+            "restore_seconds": _restore_seconds(record),
         }
 
     # --- changing --------------------------------------------------------------------

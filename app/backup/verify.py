@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -43,7 +44,8 @@ def verify_archive(app, source: ArchiveSource, *, trust_unsigned: bool = False,
 
     ``ok`` is true when the archive is well formed, its checksums match, it is
     signed by this instance (or ``trust_unsigned``), and a test restore into a
-    scratch database holds exactly the rows its metadata counts.
+    scratch database holds exactly the rows its metadata counts. ``restore_seconds``
+    is how long that test restore took (None when it did not run to its end).
     """
     report = progress or (lambda fraction, message: None)
     verification = {
@@ -53,6 +55,7 @@ def verify_archive(app, source: ArchiveSource, *, trust_unsigned: bool = False,
         "checksums": "not checked",
         "signature": "not checked",
         "test_restore": None,
+        "restore_seconds": None,
         "record_counts": {},
         "error": None,
     }
@@ -72,7 +75,9 @@ def verify_archive(app, source: ArchiveSource, *, trust_unsigned: bool = False,
             verification["checksums"] = "absent" if archive.checksums is None else "not checked"
             options = RestoreOptions("replace", trust_unsigned=True)
             plan = plan_restore(archive, options, known_revisions(app))
+            started = time.monotonic()
             verification["test_restore"] = _test_restore(archive, options, plan, report)
+            verification["restore_seconds"] = round(time.monotonic() - started, 3)
             if archive.checksums is not None:
                 verification["checksums"] = "ok"
             verification["record_counts"] = {t: c["restored"] for t, c in verification["test_restore"].items()}

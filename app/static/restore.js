@@ -1,7 +1,8 @@
 // The restore form of the System Backup page. The form works without this file;
 // with it, Preview runs in the page, so the form keeps its input (password
-// included) for the Restore that follows. It also keeps the two sources
-// exclusive and disables the merge-only conflict policy for Replace.
+// included) for the Restore that follows, and needs no typed confirmation (a
+// preview writes nothing). It also keeps the two sources exclusive, disables the
+// merge-only conflict policy for Replace, and moves focus to each result.
 (function () {
   "use strict";
   var form = document.getElementById("restore-form");
@@ -11,6 +12,10 @@
   var upload = document.getElementById("restore-file");
   var onConflict = document.getElementById("restore-on-conflict");
   var COUNTS = ["inserted", "updated", "skipped", "deleted"];
+  // As templates/backup/_restore_result.html words them.
+  var ACCOUNT_CHANGES = [["new_admins", "New administrator accounts"], ["admin_granted", "Made administrators"],
+                         ["admin_revoked", "No longer administrators"], ["password_changed", "Password changed"],
+                         ["deactivated", "Deactivated"], ["removed", "Removed"]];
 
   function mode() {
     var checked = form.querySelector("input[name=mode]:checked");
@@ -31,6 +36,7 @@
     preview.className = className;
     nodes.forEach(function (node) { preview.appendChild(node); });
     preview.hidden = false;
+    preview.focus();
   }
 
   function showError(message) {
@@ -53,16 +59,34 @@
     var table = element("table");
     table.className = "grid restore-counts";
     var head = table.createTHead().insertRow();
-    ["Table", "Inserted", "Updated", "Skipped", "Deleted"].forEach(function (title) {
-      head.appendChild(element("th", title));
+    ["Table", "Inserted", "Updated", "Skipped", "Deleted"].forEach(function (title, i) {
+      var cell = element("th", title);
+      cell.scope = "col";
+      if (i) { cell.className = "num"; }
+      head.appendChild(cell);
     });
     var body = table.createTBody();
     Object.keys(result.tables).forEach(function (name) {
       var row = body.insertRow();
       row.insertCell().textContent = name;
-      COUNTS.forEach(function (k) { row.insertCell().textContent = String(result.tables[name][k]); });
+      COUNTS.forEach(function (k) {
+        var cell = row.insertCell();
+        cell.className = "num";
+        cell.textContent = String(result.tables[name][k]);
+      });
     });
     return table;
+  }
+
+  function accountChanges(result) {
+    var changes = result.security_changes || {};
+    var list = element("ul");
+    list.className = "security-changes";
+    ACCOUNT_CHANGES.forEach(function (pair) {
+      var names = changes[pair[0]] || [];
+      if (names.length) { list.appendChild(element("li", pair[1] + ": " + names.join(", "))); }
+    });
+    return list.children.length ? [element("p", "Account changes:"), list] : [];
   }
 
   function showPreview(result) {
@@ -76,12 +100,18 @@
       });
       nodes.push(list);
     }
+    nodes = nodes.concat(accountChanges(result));
+    if (result.neutralised_tokens) {
+      nodes.push(element("p", result.neutralised_tokens + " password-reset and e-mail-verification links " +
+        "from the archive would be stored as already used."));
+    }
     show("restore-outcome", nodes);
   }
 
   function runPreview(button) {
     var data = new FormData(form);
     data.append("dry_run", "1");
+    if (!data.get("confirm")) { data.set("confirm", mode()); }
     button.disabled = true;
     show("restore-outcome", [element("p", "Previewing…")]);
     fetch(form.action, { method: "POST", body: data, credentials: "same-origin",
@@ -97,6 +127,10 @@
       .catch(function () { showError("The server could not be reached; try again."); })
       .then(function () { button.disabled = false; });
   }
+
+  // The typed confirmation is for the restore: a preview may go without it.
+  var previewButton = form.querySelector("button[name=dry_run]");
+  if (previewButton) { previewButton.formNoValidate = true; }
 
   listed.addEventListener("change", function () { if (listed.value) { upload.value = ""; } });
   upload.addEventListener("change", function () { if (upload.files.length) { listed.value = ""; } });
@@ -114,7 +148,9 @@
     if (button && button.name === "dry_run") {
       event.preventDefault();
       runPreview(button);
+      return;
     }
     // Restore is an ordinary form post: the server starts the job and the page follows it.
+    if (button) { button.textContent = "Starting the restore…"; }
   });
 })();

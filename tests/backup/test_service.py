@@ -48,7 +48,7 @@ def test_create_and_list_on_every_database(tmp_path, any_database_url):
     assert [b["filename"] for b in backups] == [second["filename"], first["filename"]]
     newest = backups[0]
     assert set(newest) == {"filename", "size_bytes", "created_at", "created_by", "trigger", "record_counts",
-                           "total_records", "signed", "verified", "pinned", "encrypted"}
+                           "total_records", "signed", "verified", "pinned", "encrypted", "restore_seconds"}
     assert newest["trigger"] == "scheduled" and newest["created_by"] is None
     assert newest["total_records"] == 9 and newest["signed"] is True
     assert newest["pinned"] is False and newest["verified"] is None and newest["encrypted"] is False

@@ -100,3 +100,11 @@ def test_cli_verify_of_an_original_archive_needs_trust_unsigned(app, env, tmp_pa
     verification = orjson.loads(accepted.stdout)["verification"]
     assert verification["signature"] == "absent" and verification["checksums"] == "absent"
     assert verification["record_counts"]["users"] == 3
+
+
+def test_a_verification_records_how_long_its_test_restore_took(app, client, env):
+    filename = create_backup(app)
+    assert listed(client, env["headers"], filename)["restore_seconds"] is None
+    verification = verify(client, env["headers"], filename).get_json()["verification"]
+    assert isinstance(verification["restore_seconds"], float) and verification["restore_seconds"] > 0
+    assert listed(client, env["headers"], filename)["restore_seconds"] == verification["restore_seconds"]

@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 from app.cli import create_account
 from app.extensions import db
 from support.app import ADMIN_PASSWORD, build_app
+from support.browser import HeldBackup
 from support.services import REQUIRE_SERVICES
 
 CHROMIUM = "/usr/bin/chromium"
@@ -149,3 +150,13 @@ def page(chromium, live_server, browser_problems):
     page.on("pageerror", lambda error: browser_problems.page_errors.append(str(error)))
     yield page
     context.close()
+
+
+@pytest.fixture
+def held_backup(monkeypatch, live_server):
+    """The next backups pause where the test says (``support.browser.HeldBackup``)."""
+    # Depends on live_server so it is torn down first: a failing test never leaves
+    # the job thread waiting while the server fixture joins it.
+    held = HeldBackup(monkeypatch)
+    yield held
+    held.release()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import threading
 import zipfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -17,57 +16,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from app.backup.service import BackupService
 from support.backup import seed_sample_rows
 from support.app import count_rows
-from support.browser import log_in, table_rows
+from support.browser import HeldBackup, log_in, table_rows
 
 pytestmark = pytest.mark.browser
 
 BACKUP_NAME = re.compile(r"cyberquest_backup_\d{8}_\d{6}(_\d+)?\.zip")
-
-
-class HeldBackup:
-    """Makes the next backups pause twice so a test can watch the progress bar move.
-
-    A backup reports 25 % and waits for ``step()``, then reports 50 % and waits for
-    ``release()``, then runs for real. Without this the backup of a small database
-    ends before the page can show it running.
-    """
-
-    FIRST, SECOND = 0.25, 0.5
-
-    def __init__(self, monkeypatch):
-        self.stepped = threading.Event()
-        self.released = threading.Event()
-        original = BackupService.create
-        held = self
-
-        def create(service, trigger, created_by, progress=None):
-            report = progress or (lambda fraction, message: None)
-            report(held.FIRST, "Held by the test (first step)")
-            held.stepped.wait(timeout=60)
-            report(held.SECOND, "Held by the test (second step)")
-            held.released.wait(timeout=60)
-            return original(service, trigger, created_by, progress)
-
-        monkeypatch.setattr(BackupService, "create", create)
-
-    def step(self):
-        self.stepped.set()
-
-    def release(self):
-        self.stepped.set()
-        self.released.set()
-
-
-@pytest.fixture
-def held_backup(monkeypatch, live_server):
-    # Depends on live_server so it is torn down first: a failing test never leaves
-    # the job thread waiting while the server fixture joins it.
-    held = HeldBackup(monkeypatch)
-    yield held
-    held.release()
 
 
 def test_admin_logs_in_and_sees_row_counts(page, live_server, browser_problems):
@@ -118,7 +73,9 @@ def test_create_backup_shows_progress_lists_it_and_downloads_a_zip(page, live_se
     assert page.evaluate("window.sameDocument") is None
     expect(create).to_be_enabled()
 
-    filename, _created, by, trigger, records, _size, state, _actions = table_rows(page, "#backups")[0]
+    filename, _created, by, trigger, _records, _size, state, _actions = table_rows(page, "#backups")[0]
+    # Issue 16: the Records cell expands to the counts per table; its summary is the total.
+    records = page.locator("#backups tbody tr").first.locator("td.records summary").inner_text()
     assert BACKUP_NAME.fullmatch(filename)
     assert (by, trigger, int(records)) == ("admin", "manual", total)
     assert "unsigned" not in state

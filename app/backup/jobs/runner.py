@@ -28,6 +28,7 @@ from .. import errors
 from ..dialects import dialect_for
 from ..errors import BackupError, ConflictError
 from ..storage import get_storage
+from . import messages
 from .heartbeat import Heartbeat
 from .lock import (QUEUE_OWNER, acquire_exclusive, current_owner, drop_exclusive, jobs_holding_live_locks,
                    lock_ttl, owner_is_gone, queue_timeout, refresh_exclusive, refuse_while_locked,
@@ -119,6 +120,7 @@ class JobHandle:
         """Record progress (0..1). Throttled to about one database write a second."""
         fraction = max(0.0, min(1.0, fraction))
         _live_progress[self.job_id] = (fraction, message)
+        messages.record(self.job_id, message)
         if self.listener is not None:
             self.listener(fraction, message)
         now = time.monotonic()
@@ -147,8 +149,9 @@ _live_progress: dict[str, tuple[float, str]] = {}
 
 
 def live_job_dict(job: BackupJob) -> dict:
-    """``job_to_dict`` with the freshest progress this process knows of."""
+    """``job_to_dict`` with the freshest progress this process knows of, and its ``log`` (``messages.lines``)."""
     data = job_to_dict(job)
+    data["log"] = messages.lines(job.id)
     if job.status == "running" and job.id in _live_progress:
         data["progress"], message = _live_progress[job.id]
         data["message"] = message or data["message"]

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from ...extensions import db
 from ...models import BackupRecord, ScheduledRun, utcnow
 from ..errors import BackupError
+from ..units import human_age
 from .retention import BackupDescriptor
 from .settings import ScheduleSettings, load_settings, next_run_at
 from ..service import BackupService
@@ -61,12 +62,7 @@ class Health:
 
 
 def _ago(moment: datetime, now: datetime) -> str:
-    seconds = max(0, int((now - moment).total_seconds()))
-    if seconds < 5400:
-        return f"{seconds // 60} minutes ago"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} hours ago"
-    return f"{seconds // 86400} days ago"
+    return human_age((now - moment).total_seconds())
 
 
 def _stamp(moment: datetime) -> str:

@@ -44,7 +44,7 @@ class Backup(Answer):
     verified: bool | None
     pinned: bool
     encrypted: bool
-    restore_seconds: float | None | UnsetType = UNSET
+    restore_seconds: float | None
 
 
 class Job(Answer):
@@ -60,6 +60,7 @@ class Job(Answer):
     finished_at: Timestamp | None
     result: dict[str, Any] | None
     waited_seconds: Annotated[float, Meta(ge=0, description="how long it waited (or has waited) in the queue")] | None
+    log: Annotated[list[str], Meta(description="the job's last messages, one line per step")] | UnsetType = UNSET
 
 
 class AtRisk(Answer):
@@ -75,7 +76,7 @@ class BackupList(Answer):
 
     backups: list[Backup]
     job: Job | None
-    at_risk: AtRisk | UnsetType = UNSET
+    at_risk: AtRisk
 
 
 class BackupAnswer(Answer):

@@ -1,33 +1,55 @@
-"""System Backup HTTP face: list, create, download, delete, pin, job progress.
+"""System Backup HTTP face: the page and list, create, download, delete, pin, job progress.
 
-Views are thin: validate the form, make one ``BackupService`` call, answer with
-JSON or a flash message and a redirect. Errors are ``BackupError`` subclasses,
-turned into a status and a message by ``http.refused_form``.
+Views are thin: validate the form, make one service call (``BackupService``, or
+``overview`` for what the page shows), answer with JSON or a flash message and a
+redirect. Errors are ``BackupError`` subclasses, turned into a status and a
+message by ``http.refused_form``.
 """
+from datetime import datetime
+
 from flask import Blueprint, abort, jsonify, render_template, request, send_file, url_for
 
 from ...security import admin_required, wants_json
+from .. import overview
 from ..errors import BackupError, BadRequestError
-from ..schedule import health
 from ..service import BackupService
-from ..units import human_size
+from ..units import human_age, human_duration, human_size
+from .chart import history_chart
 from .forms import CreateBackupForm, RestoreForm
 from .http import done, kept_form_errors, refused_form, request_actor, request_fields
 
 bp = Blueprint("backup", __name__)
 bp.add_app_template_filter(human_size)
+bp.add_app_template_filter(human_duration)
 bp.register_error_handler(BackupError, refused_form)
+
+
+@bp.app_template_filter("ago")
+def ago(moment: datetime | str, now: datetime) -> str:
+    """``3 hours ago``: how long before ``now`` a moment (a datetime or ISO 8601 text) was."""
+    moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return human_age((now - moment).total_seconds())
+
+
+@bp.app_template_filter("sentence")
+def sentence(text: str) -> str:
+    """``text`` with its first letter upper case and the rest as it is (``capitalize`` would lower the rest)."""
+    return text[:1].upper() + text[1:]
 
 
 @bp.route("/system-backup")
 @admin_required
 def system_backup():
-    service = BackupService()
-    backups, job = service.list(), service.active_job()
+    """The page (summary, chart, backups, create, restore, schedule), or ``{"backups", "job", "at_risk"}``.
+
+    ``?job=<id>`` asks the page to report that finished job's outcome (backup.js
+    comes back with it when the job it followed ends).
+    """
     if wants_json():
-        return jsonify({"backups": backups, "job": job})
-    return render_template("backup/system_backup.html", backups=backups, job=job, history=service.recent_jobs(),
-                           health=health.assess(), restore_errors=kept_form_errors(RestoreForm))
+        return jsonify(overview.listing())
+    page = overview.system_backup_page(request.args.get("job"))
+    return render_template("backup/system_backup.html", **page, chart=history_chart(page["history"]),
+                           restore_errors=kept_form_errors(RestoreForm))
 
 
 @bp.route("/create-backup", methods=["POST"])

@@ -75,6 +75,8 @@ class CreateBackupForm(RequestForm):
 class RestoreForm(RequestForm):
     """``POST /admin/restore-backup``: the source, the restore options and their confirmation.
 
+    ``tables`` is comma-separated text (``users, login_attempts``), a JSON list, or
+    the page's checkboxes (``request_fields(joined=("tables",))`` joins them).
     Fields are declared in the order they are checked. After ``validate``,
     ``options`` holds the validated ``RestoreOptions`` (checked after the mode and
     the flags, before the confirmation; its error belongs to no single field).

@@ -18,12 +18,14 @@ from ..errors import BackupError, BadRequestError
 FORM_REFUSAL_STATUSES = frozenset({400, 409, 413, 422})
 
 
-def request_fields(*, uploads: bool = False) -> dict:
+def request_fields(*, uploads: bool = False, joined: tuple[str, ...] = ()) -> dict:
     """The request's fields: a JSON object as sent, or the form fields (urlencoded or multipart).
 
-    Each form field keeps its first value; with ``uploads`` the uploaded files
-    (Werkzeug ``FileStorage``) are fields too. A JSON body that is not an object
-    is a ``BadRequestError``.
+    Each form field keeps its first value, except those named in ``joined`` (a
+    group of checkboxes), whose values are joined by commas, as a script would
+    write them in one field. With ``uploads`` the uploaded files (Werkzeug
+    ``FileStorage``) are fields too. A JSON body that is not an object is a
+    ``BadRequestError``.
     """
     if request.is_json:
         body = request.get_json(silent=True)
@@ -31,6 +33,9 @@ def request_fields(*, uploads: bool = False) -> dict:
             raise BadRequestError("The JSON body must be an object.")
         return body
     fields = request.form.to_dict()
+    for name in joined:
+        if len(request.form.getlist(name)) > 1:
+            fields[name] = ",".join(request.form.getlist(name))
     if uploads:
         fields.update(request.files.to_dict())
     return fields

@@ -30,7 +30,7 @@ _FORM_OVERHEAD = 1024 * 1024
 def restore_backup():
     _refuse_oversized_body()
     # A session must confirm with the admin's password; a Bearer token is proof enough.
-    form = RestoreForm(request_fields(uploads=True),
+    form = RestoreForm(request_fields(uploads=True, joined=("tables",)),
                        password_hash=None if bearer_token() else current_user.password_hash)
     if not form.validate():
         if not wants_json():

@@ -6,10 +6,13 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from app.backup.jobs.lock import acquire_exclusive
 from app.backup.jobs.runner import create_job
 from app.backup.service import BackupService
+from app.extensions import db
+from app.models import BackupJob, utcnow
 from support.app import ADMIN_PASSWORD, build_app
 from support.backup import seed_sample_rows
 from support.web import JSON, csrf_token_from, login, wait_for_job
@@ -28,7 +31,9 @@ def test_create_with_wait_lists_downloads_and_deletes(app, client, api_headers):
     assert backup["total_records"] == 9 + 1  # the sample rows and the admin
 
     listing = client.get("/admin/system-backup", headers=api_headers).get_json()
-    assert listing == {"backups": [backup], "job": None}
+    assert {key: listing[key] for key in ("backups", "job")} == {"backups": [backup], "job": None}
+    assert listing["at_risk"] == {"since": backup["created_at"], "rows": 0,
+                                  "tables": {table: 0 for table in backup["record_counts"]}}
 
     download = client.get(f"/admin/download-backup/{backup['filename']}", headers=api_headers)
     assert download.status_code == 200
@@ -217,3 +222,40 @@ def test_the_page_warns_while_encryption_is_off_and_badges_encrypted_archives(ap
     page = client.get("/admin/system-backup").get_data(as_text=True)
     assert "Encryption is off" not in page
     assert ">encrypted</span>" in page
+
+
+# --- The page's redesign (issue 16) --------------------------------------------------------------
+
+def test_a_fresh_backup_has_a_state_and_the_page_its_summary_chart_and_dialog(app, admin_client):
+    with app.app_context():
+        backup = BackupService().create("manual", "admin")
+    name = backup["filename"]
+    html = admin_client.get("/admin/system-backup").get_data(as_text=True)
+    row = html[html.index(f'<tr data-filename="{name}">'):]
+    state = row[row.index('<td class="state"'):row.index("</td>", row.index('<td class="state"'))]
+    assert ">signed</span>" in state and ">not verified yet</span>" in state
+    assert f'<time data-local datetime="{backup["created_at"]}"' in row
+    for card in ("backup-health", "card-last-backup", "card-next-run", "card-stored", "card-proven-restore",
+                 "card-at-risk"):
+        assert f'id="{card}"' in html
+    assert '<svg viewBox="0 0 720 240" role="img" aria-labelledby="history-chart-title history-chart-description"' in html
+    assert 'id="history-chart-data"' in html and "1 backup from" in html
+    assert f'data-confirm="Delete {name}? ' in html and '<dialog id="confirm-dialog"' in html
+
+
+def test_the_page_reports_how_a_followed_job_ended(app, admin_client):
+    with app.app_context():
+        made = BackupService().start_create("manual", "admin", wait=True)
+        failed = create_job("backup", "admin")
+        db.session.execute(sa.update(BackupJob).where(BackupJob.id == failed.id).values(
+            status="failed", message="The backup store is full.", finished_at=utcnow()))
+        db.session.commit()
+        made_id, failed_id, filename = made.id, failed.id, BackupService.job(made.id)["result"]["filename"]
+    done = admin_client.get(f"/admin/system-backup?job={made_id}").get_data(as_text=True)
+    outcome = done[done.index('id="job-outcome"'):]
+    assert "Backup created" in outcome and f'href="/admin/download-backup/{filename}"' in outcome
+    assert '<div id="job-outcome" class="card outcome" data-focus' in done
+    failed_page = admin_client.get(f"/admin/system-backup?job={failed_id}").get_data(as_text=True)
+    assert "The backup failed" in failed_page and "The backup store is full." in failed_page
+    assert "What to check" in failed_page
+    assert 'id="job-outcome"' not in admin_client.get("/admin/system-backup").get_data(as_text=True)

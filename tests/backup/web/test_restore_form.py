@@ -152,7 +152,10 @@ def test_the_page_shows_the_restore_panel_with_the_listed_backups(admin_client, 
     modes = {i["value"]: i for i in form.named("mode")}
     assert set(modes) == {"merge", "replace"} and "checked" in modes["merge"] and "checked" not in modes["replace"]
     assert [o["value"] for o in form.selects["on_conflict"]["options"]] == ["skip", "overwrite"]
-    assert form.named("tables")[0]["type"] == "text"
+    # Issue 16: the tables are checkboxes, not free text (scripts may still send comma-separated text).
+    assert [(i["type"], i["value"]) for i in form.named("tables")] == [
+        ("checkbox", name) for name in ("users", "login_attempts", "email_verifications", "contact_submissions",
+                                        "password_reset_tokens")]
     assert form.named("trust_unsigned")[0] == {"type": "checkbox", "name": "trust_unsigned", "value": "1"}
     password, confirm = form.named("password")[0], form.named("confirm")[0]
     assert password["type"] == "password" and "required" in password and "required" in confirm
@@ -327,3 +330,15 @@ def test_a_merge_that_overwrites_only_the_chosen_tables(app, admin_client, liste
     with app.app_context():
         assert db.session.get(User, 103).email == "carl@example.com"
     assert snapshot(app)["contact_submissions"] == contact_before
+
+
+def test_the_table_checkboxes_restore_only_the_ticked_tables(app, admin_client, listed):
+    """Several ``tables`` values (ticked checkboxes) count as the comma-separated list a script sends."""
+    delete_user(app, 103)
+    before = state(app)
+    response = post_restore(admin_client, filename=listed[0], dry_run="1", tables=["users", "contact_submissions"])
+    (summary,) = flashes(after_redirect(admin_client, response), "success")
+    assert summary == "Preview (merge): contact_submissions: 2 skipped; users: 1 inserted, 3 skipped."
+    with_text = post_restore(admin_client, filename=listed[0], dry_run="1", tables="users, contact_submissions")
+    assert flashes(after_redirect(admin_client, with_text), "success") == [summary]
+    assert state(app) == before
