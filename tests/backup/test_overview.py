@@ -6,6 +6,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from app.backup import overview
+from app.backup.audit import Actor
 from app.backup.jobs.runner import create_job
 from app.backup.service import BackupService
 from app.backup.verify import verify_listed_backup
@@ -68,7 +69,7 @@ def test_the_summary_cards_of_a_verified_backup(app):
     seed_sample_rows(app)
     with app.app_context():
         made = BackupService().create("manual", "admin")
-        verify_listed_backup(made["filename"], actor="admin")
+        verify_listed_backup(made["filename"], actor=Actor("admin"))
         page = overview.system_backup_page()
     summary = page["summary"]
     assert summary["health"]["status"] == "ok" and summary["health"]["reason"]

@@ -159,6 +159,7 @@ class Verification(Answer):
     test_restore: dict[str, ScratchCounts] | None
     record_counts: dict[str, Count]
     error: str | None
+    restore_seconds: Annotated[float, Meta(description="how long the test restore took")] | None | UnsetType = UNSET
 
 
 class VerificationAnswer(Answer):

@@ -15,6 +15,7 @@ import pytest
 import pyzipper
 from pyzipper.zipfile_aes import AESZipEncrypter
 
+from app.backup.audit import Actor
 from app.backup.archive import encryption, format, writer
 from app.backup.archive.limits import Limits
 from app.backup.archive.reader import Archive
@@ -224,7 +225,7 @@ def test_an_archive_of_an_unknown_key_is_listed_as_encrypted_with_nothing_read_a
         assert download.data == Path(backup_path(app, made["filename"])).read_bytes()
         download.close()
         with other.app_context():
-            verification = verify_listed_backup(made["filename"], actor="admin")
+            verification = verify_listed_backup(made["filename"], actor=Actor("admin"))
         assert verification["ok"] is False and says in verification["error"]
 
 
