@@ -1,9 +1,11 @@
 """The CyberQuest Admin application factory."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 
-from config import ConfigError, load_config
+from config import ConfigError, check_settings, create_private_sqlite_file, load_config
 
 from . import extensions
 from .extensions import csrf, db, login_manager, migrate
@@ -31,18 +33,24 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 def configure(app: Flask, overrides: dict | None) -> None:
+    """Settings from the environment, then ``overrides``; checked as a whole, the SQLite file made private."""
     app.config.from_mapping(load_config())
     if overrides:
         app.config.from_mapping(overrides)
+    check_settings(app.config)
+    create_private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path))
 
 
 def trust_proxies(app: Flask) -> None:
-    """Behind ``TRUSTED_PROXIES`` reverse proxies, take the client's address, scheme and host from them."""
+    """Behind ``TRUSTED_PROXIES`` reverse proxies, take the client's address and scheme from them.
+
+    Never the host: links are built from ``PUBLIC_URL``, and a forged X-Forwarded-Host must change nothing.
+    """
     hops = app.config.get("TRUSTED_PROXIES", 0)
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
 
 def register_extensions(app: Flask) -> None:
@@ -117,8 +125,6 @@ def start_scheduler(app: Flask) -> None:
 
 
 def _migrations_dir():
-    from pathlib import Path
-
     return Path(__file__).resolve().parent.parent / "migrations"
 
 
