@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import flash, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from .backup.errors import BackupError
 from .security import wants_json
@@ -47,6 +47,14 @@ def register(app) -> None:
         if redirected is not None:
             return redirected
         return error_response(exc.status, exc.message, **exc.extra)
+
+    @app.errorhandler(SecurityError)
+    def untrusted_host(exc):
+        # A Host outside TRUSTED_HOSTS leaves Flask no URL adapter, so no page template can render.
+        message = "The Host header names a host this server does not answer to."
+        if wants_json():
+            return jsonify({"error": message}), 400
+        return message, 400, {"Content-Type": "text/plain; charset=utf-8"}
 
     @app.errorhandler(HTTPException)
     def http_error(exc):

@@ -40,6 +40,20 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+_dummy_hashes: dict[int, str] = {}
+
+
+def dummy_password_hash() -> str:
+    """A hash no password is known for, made with the current parameters: checking it takes as long as a real one.
+
+    Used when no account matches a login, so the answer's timing does not tell.
+    """
+    hasher = _hasher()
+    if id(hasher) not in _dummy_hashes:
+        _dummy_hashes[id(hasher)] = hasher.hash(secrets.token_urlsafe(32))
+    return _dummy_hashes[id(hasher)]
+
+
 # --- Sessions and Bearer tokens ---------------------------------------------------
 
 def init_login_manager(login_manager) -> None:
@@ -172,9 +186,18 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+HSTS = "max-age=31536000"
+
+
 def add_security_headers(response):
+    """Every response: CSP and friends; over an https ``PUBLIC_URL``, HSTS; under /admin, never cached."""
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if current_app.config["PUBLIC_URL"].startswith("https://"):
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+    if request.path == "/admin" or request.path.startswith("/admin/"):
+        # Backups, tokens and account lists must not stay in a browser's or a proxy's cache.
+        response.headers["Cache-Control"] = "no-store, private"
     return response

@@ -14,6 +14,7 @@ import re
 import socket
 import sys
 import uuid
+from collections.abc import Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from app import create_app
 from app.cli import create_account
 from app.extensions import db
+from app.mail import wait_for_background_mail
 from app.models import data_tables
 from app.security import issue_api_token
 
@@ -136,6 +138,7 @@ def test_settings(tmp_path, database_url: str | None = None, **extra) -> dict:
         "MAIL_PORT": 1,  # nothing listens: a test that sends mail must use the smtp_server fixture
         "MAIL_DEFAULT_SENDER": "cyberquest@test.local",
         "SERVER_NAME": "localhost",
+        "PUBLIC_URL": "http://localhost",
     }
     settings.update(extra)
     return settings
@@ -165,6 +168,7 @@ def app_settings():
 def app(tmp_path, app_settings):
     app = build_app(tmp_path, **app_settings)
     yield app
+    wait_for_background_mail()  # no mail task of this test may outlive its database
     with app.app_context():
         db.engine.dispose()
 
@@ -275,16 +279,42 @@ def smtp_server():
     controller.stop()
 
 
+class DeliveredMail(Sequence):
+    """The envelopes the SMTP server received, read only once the app's background mail is all sent."""
+
+    def __init__(self, messages: list):
+        self._messages = messages
+
+    def _delivered(self) -> list:
+        assert wait_for_background_mail(timeout=30), "the background mail was not sent within 30 s"
+        return self._messages
+
+    def __getitem__(self, index):
+        return self._delivered()[index]
+
+    def __len__(self):
+        return len(self._delivered())
+
+    def __eq__(self, other):
+        return list(self._delivered()) == list(other)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return repr(self._messages)
+
+
 @pytest.fixture
 def mailbox(smtp_server, app):
     """Points the app's mail at the real SMTP server and returns the received envelopes."""
+    wait_for_background_mail()
     smtp_server.messages.clear()
     app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port, MAIL_SUPPRESS_SEND=False)
     # Flask-Mail copies its settings when the app is created, and under TESTING it
     # suppresses sending altogether; point the copy at the server and let it send.
     state = app.extensions["mail"]
     state.server, state.port, state.suppress = "127.0.0.1", smtp_server.port, False
-    return smtp_server.messages
+    return DeliveredMail(smtp_server.messages)
 
 
 # --- A real S3 endpoint -----------------------------------------------------------------
