@@ -84,7 +84,9 @@ def register_blueprints(app: Flask) -> None:
 def register_request_hooks(app: Flask) -> None:
     from . import security
 
-    app.before_request(security.authenticate_bearer_and_check_csrf)
+    # In this order: who is asking (a token's scope checked), then CSRF, which reads the form.
+    app.before_request(security.authenticate_bearer)
+    app.before_request(security.check_csrf)
     app.after_request(security.add_security_headers)
 
 
