@@ -82,10 +82,12 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_request_hooks(app: Flask) -> None:
-    from . import security
+    from . import request_limits, security
 
-    # In this order: who is asking (a token's scope checked), then CSRF, which reads the form.
+    # In this order: who is asking (a token's scope checked), how large a body that asker
+    # may send, and only then CSRF, which reads the form.
     app.before_request(security.authenticate_bearer)
+    app.before_request(request_limits.limit_request_body)
     app.before_request(security.check_csrf)
     app.after_request(security.add_security_headers)
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from flask import flash, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, SecurityError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
 
 from .backup.errors import BackupError
+from .request_limits import too_large_message
 from .security import wants_json
 
 
@@ -61,6 +62,8 @@ def register(app) -> None:
         message = exc.description or exc.name
         if exc.code == 404 and message.startswith("The requested URL"):
             message = "Not found."
+        if isinstance(exc, RequestEntityTooLarge) and message == RequestEntityTooLarge.description:
+            message = too_large_message()  # a chunked body that streamed past the limit
         response = error_response(exc.code, message)
         if exc.code == 401 and wants_json():
             response[0].headers["WWW-Authenticate"] = 'Bearer realm="cyberquest"'
