@@ -125,11 +125,13 @@ def test_a_non_admin_upload_over_1_mib_to_restore_is_refused_unread(live_app):
         token = user.csrf_token()
         assert user.form_post("/auth/login", {"username": "alice", "password": USER_PASSWORD,
                                               "csrf_token": token}).status == 302
-        session = {"Cookie": "; ".join(f"{k}={v}" for k, v in user.cookies.items())}
-        assert post_declaring(port, "/admin/restore-backup", 5 * MiB, session) == 413
-        assert post_chunked(port, "/admin/restore-backup", 5 * MiB, session)[0] == 413
+        upload = {"Content-Type": "multipart/form-data; boundary=cq-boundary"}
+        session = {"Cookie": "; ".join(f"{k}={v}" for k, v in user.cookies.items()), **upload}
+        for who in (session, upload):  # a signed-in user, then nobody
+            assert post_declaring(port, "/admin/restore-backup", 5 * MiB, who) == 413
+            assert post_chunked(port, "/admin/restore-backup", 5 * MiB, who)[0] == 413
         # an admin's token without the admin scope is refused before its body is looked at
-        assert post_declaring(port, "/admin/restore-backup", 5 * MiB, bearer(live_app.read_token)) == 403
+        assert post_declaring(port, "/admin/restore-backup", 5 * MiB, {**bearer(live_app.read_token), **upload}) == 403
 
 
 def test_an_admin_upload_over_max_backup_size_is_refused_unread(live_app):
