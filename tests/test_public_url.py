@@ -7,7 +7,7 @@ import pytest
 from app.cli import create_account
 from app.extensions import db
 from app.security import issue_api_token
-from config import ConfigError, check_settings
+from config import ConfigError, check_settings, load_config
 from tests.conftest import ADMIN_PASSWORD, build_app, csrf_token_from, mail_text
 
 PUBLIC_URL = "https://cq.example.org/portal"
@@ -110,3 +110,14 @@ def test_admin_pages_and_downloads_are_never_cached(tmp_path):
         name: "no-store, private" for name in responses}
     with app.app_context():
         db.engine.dispose()
+
+
+def test_public_url_defaults_to_the_address_make_run_serves():
+    settings = load_config({"SECRET_KEY": "k" * 32})
+    assert settings["PUBLIC_URL"] == "http://127.0.0.1:5000"
+    check_settings(settings)
+    assert settings["SESSION_COOKIE_SECURE"] is False
+    https = {"SECRET_KEY": "k" * 32, "PUBLIC_URL": "https://backup.example.com/"}
+    check_settings(https)
+    assert https["PUBLIC_URL"] == "https://backup.example.com"
+    assert https["SESSION_COOKIE_SECURE"] is https["REMEMBER_COOKIE_SECURE"] is True

@@ -69,13 +69,14 @@ def revoke_token(token_id: int, *, actor: str, acting_token_id: int | None = Non
     row = db.session.get(ApiToken, token_id)
     if row is None:
         raise TokenError(f"No API token has the id {token_id}.", status=404)
+    owner = db.session.get(User, row.user_id)
+    token = describe(row, owner.username if owner else None)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         db.session.commit()
-        owner = db.session.get(User, row.user_id)
-        audit.record(actor, "token.revoke", f"api-token:{row.id}",
-                     _details(describe(row, owner.username if owner else None), acting_token_id))
-    return describe(row, None)
+        token = describe(row, token["owner"])
+        audit.record(actor, "token.revoke", f"api-token:{row.id}", _details(token, acting_token_id))
+    return token
 
 
 def revoke_user_tokens(user: User, *, actor: str) -> int:

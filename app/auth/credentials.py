@@ -57,11 +57,20 @@ def _same_network(ip_address: str):
     return LoginAttempt.ip_address == ip_address
 
 
-def _over_failure_limits(username_or_email: str, ip_address: str | None, user: User | None) -> bool:
+def _account_names(username_or_email: str, user: User | None) -> list[str]:
+    """Every name failures of this account are counted under: what was typed, and the account's username and e-mail.
+
+    Switching between them then gives an attacker no extra guesses.
+    """
+    names = {username_or_email.strip().lower()[:255]}
+    if user is not None:
+        names |= {user.username.lower(), user.email.lower()}
+    return sorted(names)
+
+
+def _over_failure_limits(account_names: list[str], ip_address: str | None) -> bool:
     """True when recent failures for this account or this network, counting the attempt just recorded, pass the limits.
 
-    Failures count against the account whichever name was typed (its username or
-    its e-mail), so switching between them gives an attacker no extra guesses.
     The attempts live in the database, so the lock holds across processes.
     """
     config = current_app.config
@@ -69,11 +78,8 @@ def _over_failure_limits(username_or_email: str, ip_address: str | None, user: U
     recent_failures = select(func.count()).select_from(LoginAttempt).where(
         LoginAttempt.success.is_(False), LoginAttempt.attempted_at >= since
     )
-    names = {username_or_email.strip().lower()[:255]}
-    if user is not None:
-        names |= {user.username.lower(), user.email.lower()}
     account_failures = db.session.execute(
-        recent_failures.where(func.lower(LoginAttempt.username_or_email).in_(sorted(names)))
+        recent_failures.where(func.lower(LoginAttempt.username_or_email).in_(account_names))
     ).scalar_one()
     if account_failures > config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]:
         return True
@@ -92,20 +98,21 @@ def authenticate(username_or_email: str, password: str, ip_address: str | None, 
     taken tells them apart.
     """
     candidate = find_user(username_or_email)
-    # Read before the commit below expires them: reloading for known accounts only would show in the timing.
+    # All read before the commit below expires them: reloading for known accounts only would show in the timing.
     password_hash = candidate.password_hash if candidate is not None else dummy_password_hash()
     usable = candidate is not None and candidate.is_active
-    attempt = LoginAttempt(ip_address=client_address(ip_address), username_or_email=username_or_email.strip()[:255],
-                           success=False, user_agent=(user_agent or "")[:1000] or None)
+    typed, address = username_or_email.strip()[:255], client_address(ip_address)
+    names = _account_names(username_or_email, candidate)
+    attempt = LoginAttempt(ip_address=address, username_or_email=typed, success=False,
+                           user_agent=(user_agent or "")[:1000] or None)
     # Recorded as a failure, and committed, before the lock-out is counted: guesses arriving
     # together each see the others, so however many there are, no more than the limit get checked.
     db.session.add(attempt)
     db.session.commit()
-    locked = _over_failure_limits(username_or_email, attempt.ip_address, candidate)
+    locked = _over_failure_limits(names, address)
     matches = verify_password(password_hash, password)
     if locked:
-        current_app.logger.warning("login as %r from %s refused: too many recent failures",
-                                   attempt.username_or_email, attempt.ip_address)
+        current_app.logger.warning("login as %r from %s refused: too many recent failures", typed, address)
         return None
     if not (matches and usable):
         return None
