@@ -9,10 +9,16 @@ import os
 import re
 import secrets
 import socket
+import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
 
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = BASE_DIR / "instance"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
+MIN_KEY_BYTES = 32
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4,
                "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
@@ -114,15 +120,81 @@ def parse_passphrases(name: str, raw: str) -> tuple[str, ...]:
     return tuple(parse_passphrase(name, part.strip()) for part in raw.split(",") if part.strip())
 
 
-def _instance_secret_key() -> str:
-    """A secret generated once per instance and kept in ``instance/secret_key``."""
-    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
-    path = INSTANCE_DIR / "secret_key"
+def private_directory(path: Path) -> Path:
+    """``path`` as a directory, created 0700 (with its missing parents) when it does not exist yet."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def instance_secret_key(directory: Path = INSTANCE_DIR) -> str:
+    """A secret generated once per instance and kept in ``<directory>/secret_key`` (0600).
+
+    The file appears whole or not at all (written to a temporary file, then linked into
+    place), so workers starting together all read the one secret that won.
+    """
+    path = private_directory(directory) / "secret_key"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+        fd, temporary = tempfile.mkstemp(prefix=".secret_key.", dir=directory)  # mkstemp creates it 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another worker linked its secret first: that one is the instance's
+        finally:
+            os.unlink(temporary)
     return path.read_text().strip()
+
+
+def create_private_sqlite_file(database_url: str, relative_to: Path) -> None:
+    """Create an SQLite database file 0600 (its directory 0700) before SQLite would create it world-readable.
+
+    A relative file name is taken under ``relative_to`` (Flask-SQLAlchemy's instance folder).
+    Other databases, in-memory ones and files that exist already are left alone.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
+            or url.database.startswith("file:"):
+        return
+    path = Path(url.database)
+    if not path.is_absolute():
+        path = relative_to / path
+    private_directory(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def check_settings(settings) -> None:
+    """Refuse keys too short to be secret and a ``PUBLIC_URL`` that is not an http(s) origin.
+
+    Run on the final settings (environment and overrides), it also derives what follows
+    from ``PUBLIC_URL``: over https, the session and remember-me cookies are ``Secure``.
+    Raises ``ConfigError`` naming the variable.
+    """
+    for name in ("SECRET_KEY", "BACKUP_SIGNING_KEY"):
+        value = settings.get(name)
+        if name == "SECRET_KEY" or value:
+            if len(str(value or "").encode()) < MIN_KEY_BYTES:
+                raise ConfigError(f"{name} must be at least {MIN_KEY_BYTES} bytes long; "
+                                  "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'")
+    public_url = parse_public_url(settings.get("PUBLIC_URL") or DEFAULT_PUBLIC_URL)
+    settings["PUBLIC_URL"] = public_url
+    secure = public_url.startswith("https://")
+    settings["SESSION_COOKIE_SECURE"] = secure
+    settings["REMEMBER_COOKIE_SECURE"] = secure
+
+
+def parse_public_url(raw: str) -> str:
+    """An ``http(s)://host[:port][/path]`` address without a trailing slash, query or fragment."""
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"PUBLIC_URL={raw!r} must be an http:// or https:// address such as "
+                          "https://backup.example.com (no query or fragment).")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def load_config(environ: os._Environ | dict | None = None) -> dict:
@@ -153,7 +225,7 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         raise ConfigError(f"DATABASE_URL={database_url!r} is not an SQLAlchemy URL.")
 
     return {
-        "SECRET_KEY": get("SECRET_KEY") or _instance_secret_key(),
+        "SECRET_KEY": get("SECRET_KEY") or instance_secret_key(),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "BACKUP_DIRECTORY": str(Path(get("BACKUP_DIRECTORY", str(BASE_DIR / "backups"))).resolve()),
@@ -201,12 +273,14 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         "MAIL_USERNAME": get("MAIL_USERNAME"),
         "MAIL_PASSWORD": get("MAIL_PASSWORD"),
         "MAIL_DEFAULT_SENDER": get("MAIL_DEFAULT_SENDER", "cyberquest@localhost"),
-        # Host names this app answers to; links in e-mails are built from the request's
-        # host, so production should set it to stop reset-link poisoning.
+        # Where users reach the app: every link in an e-mail starts with it, never with the
+        # request's Host or X-Forwarded-Host (a poisoned reset link would hand over the account).
+        "PUBLIC_URL": parse_public_url(get("PUBLIC_URL", DEFAULT_PUBLIC_URL)),
+        # Host names this app answers to (Flask answers 400 to any other Host header); links do not use it.
         "TRUSTED_HOSTS": [h.strip() for h in get("TRUSTED_HOSTS", "").split(",") if h.strip()] or None,
-        # Reverse proxies in front of the app. Their X-Forwarded-For/-Proto/-Host headers are
-        # believed only when set: otherwise every client shares the proxy's address (and its
-        # per-IP login lock-out), and without a proxy a client could forge its address.
+        # Reverse proxies in front of the app. Their X-Forwarded-For/-Proto headers are believed
+        # only when set (X-Forwarded-Host never is): otherwise every client shares the proxy's
+        # address (and its per-IP login lock-out), and without a proxy a client could forge its address.
         "TRUSTED_PROXIES": parse_int("TRUSTED_PROXIES", get("TRUSTED_PROXIES", "0"), 0, 10),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -215,9 +289,12 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         # CSRF is checked in our own before_request so Bearer-token requests can skip it.
         "WTF_CSRF_CHECK_DEFAULT": False,
         "WTF_CSRF_TIME_LIMIT": None,
-        # Uploads larger than this are refused by Werkzeug before they reach a view.
-        "MAX_CONTENT_LENGTH": None,
+        # Every request body larger than this is refused (413) before it is parsed, chunked
+        # bodies included; only an admin's upload to /admin/restore-backup may be larger.
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
         "MAX_FORM_MEMORY_SIZE": 1024 * 1024,
+        # The largest form (the schedule) has about fifteen fields.
+        "MAX_FORM_PARTS": 50,
         "LOGIN_MAX_FAILURES_PER_ACCOUNT": 5,
         "LOGIN_MAX_FAILURES_PER_IP": 20,
         "LOGIN_LOCKOUT_MINUTES": 15,

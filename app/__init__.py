@@ -6,9 +6,9 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import ConfigError, load_config, parse_passphrase
+from config import ConfigError, check_settings, create_private_sqlite_file, load_config, parse_passphrase
 
-from . import errors, extensions, restore_hooks, security
+from . import errors, extensions, request_limits, restore_hooks, security
 from . import sqlite_pragmas  # noqa: F401  (importing it registers the SQLite connection settings)
 from .admin.routes import bp as admin_bp
 from .auth.routes import bp as auth_bp
@@ -52,10 +52,13 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 def configure(app: Flask, overrides: dict | None) -> None:
+    """Settings from the environment, then ``overrides``; checked as a whole, the SQLite file made private."""
     app.config.from_mapping(load_config())
     if overrides:
         app.config.from_mapping(overrides)
+    check_settings(app.config)
     check_encryption(app)
+    create_private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], Path(app.instance_path))
 
 
 def check_encryption(app: Flask) -> None:
@@ -70,10 +73,13 @@ def check_encryption(app: Flask) -> None:
 
 
 def trust_proxies(app: Flask) -> None:
-    """Behind ``TRUSTED_PROXIES`` reverse proxies, take the client's address, scheme and host from them."""
+    """Behind ``TRUSTED_PROXIES`` reverse proxies, take the client's address and scheme from them.
+
+    Never the host: links are built from ``PUBLIC_URL``, and a forged X-Forwarded-Host must change nothing.
+    """
     hops = app.config.get("TRUSTED_PROXIES", 0)
     if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
 
 def register_extensions(app: Flask) -> None:
@@ -95,7 +101,11 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_request_hooks(app: Flask) -> None:
-    app.before_request(security.authenticate_bearer_and_check_csrf)
+    # In this order: who is asking (a token's scope checked), how large a body that asker
+    # may send, and only then CSRF, which reads the form.
+    app.before_request(security.authenticate_bearer)
+    app.before_request(request_limits.limit_request_body)
+    app.before_request(security.check_csrf)
     app.after_request(security.add_security_headers)
 
 

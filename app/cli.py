@@ -1,15 +1,17 @@
-"""Account commands: create-admin, create-user, create-api-token, revoke-api-tokens, ensure-admin."""
+"""Account commands: create-admin, create-user, ensure-admin; API tokens: create, list, revoke."""
 from __future__ import annotations
 
 import secrets
 
 import click
+import orjson
 from flask import current_app
 from sqlalchemy import func, or_, select
 
+from .admin import api_tokens
 from .extensions import db
 from .models import User
-from .security import hash_password, issue_api_token, revoke_api_tokens
+from .security import SCOPES, hash_password
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -66,22 +68,7 @@ def register_account_commands(app) -> None:
         create_account(username, email, password, is_admin=False)
         click.echo(f"User {username} created.")
 
-    @app.cli.command("create-api-token")
-    @click.argument("username")
-    @click.option("--name", default="cli", help="A label for the token.")
-    def create_api_token(username, name):
-        """Print a new API token for an admin (shown once, stored hashed)."""
-        user = _user_by_name(username)
-        if not user.is_admin or not user.is_active:
-            raise click.ClickException(f"{username!r} is not an active admin; API tokens are for admins.")
-        click.echo(issue_api_token(user, name))
-
-    @app.cli.command("revoke-api-tokens")
-    @click.argument("username")
-    def revoke_tokens(username):
-        """Revoke every API token of a user."""
-        count = revoke_api_tokens(_user_by_name(username))
-        click.echo(f"Revoked {count} token(s) of {username}.")
+    register_token_commands(app)
 
     @app.cli.command("ensure-admin")
     def ensure_admin():
@@ -98,3 +85,58 @@ def register_account_commands(app) -> None:
             click.echo(f"Created admin account 'admin' with password: {password}\n"
                        "This password is shown once; change it after logging in.")
         current_app.logger.info("first admin created")
+
+
+def register_token_commands(app) -> None:
+    @app.cli.command("create-api-token")
+    @click.argument("username")
+    @click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
+                  help="What the token may do (repeat for several; default admin).")
+    @click.option("--expires-in", type=click.IntRange(1, api_tokens.MAX_EXPIRY_DAYS), metavar="DAYS",
+                  help="Days until it stops working (default: never).")
+    @click.option("--name", default="cli", help="A label for the token.")
+    def create_api_token(username, scopes, expires_in, name):
+        """Print a new API token for an admin as the last line (shown once, stored hashed)."""
+        try:
+            _token, secret = api_tokens.create_token(_user_by_name(username), name=name, scopes=scopes,
+                                                     expires_in_days=expires_in, actor="cli")
+        except api_tokens.TokenError as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(secret)
+
+    @app.cli.command("list-api-tokens")
+    @click.option("--json", "as_json", is_flag=True, help='Print {"tokens": [...]}.')
+    def list_api_tokens(as_json):
+        """List the API tokens: id, name, owner, scopes, created, last used, expires, revoked."""
+        tokens = api_tokens.list_tokens()
+        if as_json:
+            click.echo(orjson.dumps({"tokens": tokens}).decode())
+            return
+        rows = [("ID", "NAME", "OWNER", "SCOPES", "CREATED", "LAST USED", "EXPIRES", "REVOKED")]
+        rows += [(str(t["id"]), t["name"], t["owner"] or "-", ",".join(t["scopes"]), _minute(t["created_at"]),
+                  _minute(t["last_used_at"]), _minute(t["expires_at"], "never"), _minute(t["revoked_at"]))
+                 for t in tokens]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+    @app.cli.command("revoke-api-token")
+    @click.argument("token_id", type=int)
+    def revoke_token(token_id):
+        """Revoke one API token by its id."""
+        try:
+            token = api_tokens.revoke_token(token_id, actor="cli")
+        except api_tokens.TokenError as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(f"Revoked API token {token['id']} ({token['name']}).")
+
+    @app.cli.command("revoke-api-tokens")
+    @click.argument("username")
+    def revoke_tokens(username):
+        """Revoke every API token of a user."""
+        count = api_tokens.revoke_user_tokens(_user_by_name(username), actor="cli")
+        click.echo(f"Revoked {count} token(s) of {username}.")
+
+
+def _minute(iso: str | None, missing: str = "-") -> str:
+    return iso[:16].replace("T", " ") if iso else missing

@@ -9,9 +9,10 @@ from html import escape
 
 from flask import current_app, jsonify, render_template
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
 
 from .backup.errors import BackupError
+from .request_limits import too_large_message
 from .security import wants_json
 
 
@@ -62,11 +63,21 @@ def register(app) -> None:
 
     app.register_error_handler(BackupError, backup_error_response)
 
+    @app.errorhandler(SecurityError)
+    def untrusted_host(exc):
+        # A Host outside TRUSTED_HOSTS leaves Flask no URL adapter, so no page template can render.
+        message = "The Host header names a host this server does not answer to."
+        if wants_json():
+            return jsonify({"error": message}), 400
+        return message, 400, {"Content-Type": "text/plain; charset=utf-8"}
+
     @app.errorhandler(HTTPException)
     def http_error(exc):
         message = exc.description or exc.name
         if exc.code == 404 and message.startswith("The requested URL"):
             message = "Not found."
+        if isinstance(exc, RequestEntityTooLarge) and message == RequestEntityTooLarge.description:
+            message = too_large_message()  # a chunked body that streamed past the limit
         response = error_response(exc.code, message)
         if exc.code == 401 and wants_json():
             response[0].headers["WWW-Authenticate"] = 'Bearer realm="cyberquest"'

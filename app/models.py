@@ -134,6 +134,8 @@ class PasswordResetToken(db.Model):
 # --- The app's own operational tables --------------------------------------------
 
 class ApiToken(db.Model):
+    """A secret for scripts (stored as its SHA-256), with scopes, an optional expiry and revocation."""
+
     __tablename__ = "api_tokens"
     __table_args__ = OPERATIONAL
 
@@ -142,8 +144,11 @@ class ApiToken(db.Model):
     name = db.Column(db.String(100), nullable=False, default="cli")
     token_hash = db.Column(db.String(64), unique=True, nullable=False)
     prefix = db.Column(db.String(12), nullable=False)
+    # Space-separated names from app.security.SCOPES; tokens made before scopes existed were all-powerful.
+    scopes = db.Column(db.String(64), nullable=False, default="admin", server_default="admin")
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
     last_used_at = db.Column(UTCDateTime, nullable=True)
+    expires_at = db.Column(UTCDateTime, nullable=True)
     revoked_at = db.Column(UTCDateTime, nullable=True)
 
 

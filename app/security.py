@@ -1,4 +1,4 @@
-"""Who is asking: password hashing, sessions, Bearer tokens, CSRF, admin guard, headers."""
+"""Who is asking: password hashing, sessions, Bearer tokens and their scopes, CSRF, admin guard, headers."""
 from __future__ import annotations
 
 import functools
@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import abort, current_app, g, redirect, request, url_for
+from flask import abort, current_app, g, jsonify, redirect, request, url_for
 from flask_login import current_user
+from sqlalchemy import event, inspect, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from .extensions import csrf, db
 from .models import ApiToken, User, password_fingerprint, utcnow
@@ -38,6 +40,20 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _DEFAULT_HASHER.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+_dummy_hashes: dict[int, str] = {}
+
+
+def dummy_password_hash() -> str:
+    """A hash no password is known for, made with the current parameters: checking it takes as long as a real one.
+
+    Used when no account matches a login, so the answer's timing does not tell.
+    """
+    hasher = _hasher()
+    if id(hasher) not in _dummy_hashes:
+        _dummy_hashes[id(hasher)] = hasher.hash(secrets.token_urlsafe(32))
+    return _dummy_hashes[id(hasher)]
 
 
 # --- Sessions and Bearer tokens ---------------------------------------------------
@@ -82,25 +98,83 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_api_token(user: User, name: str = "cli") -> str:
-    """Create a token for ``user``; returns the plain token, which is stored only hashed."""
+# --- API token scopes -------------------------------------------------------------
+
+# Each scope allows everything the one before it does, and more (the contract's table).
+SCOPES = ("health", "read", "backup", "admin")
+DEFAULT_SCOPES = ("admin",)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_BACKUP_POSTS = frozenset({"create-backup", "verify-backup", "pin-backup"})
+
+
+def parse_scopes(values) -> tuple[str, ...]:
+    """Scopes from an iterable of names, each possibly comma- or space-separated, in ``SCOPES`` order.
+
+    Nothing given means ``DEFAULT_SCOPES``. Raises ``ValueError`` naming an unknown scope.
+    """
+    names = {name for value in values for name in str(value).replace(",", " ").split()}
+    unknown = sorted(names - set(SCOPES))
+    if unknown:
+        raise ValueError(f"Unknown scope {unknown[0]!r}: use {', '.join(SCOPES)}.")
+    return tuple(scope for scope in SCOPES if scope in names) or DEFAULT_SCOPES
+
+
+def scope_needed(method: str, rule: str) -> str:
+    """The scope a token needs for ``method`` on the URL rule ``rule`` (e.g. ``/admin/pin-backup/<path:filename>``).
+
+    Derived from the method and the path alone, so a route added later is covered at once:
+    ``health`` for GET /admin/backup-health, ``read`` for any other GET under /admin but
+    downloads, ``backup`` for downloads and POSTs that create, verify or pin, ``admin`` for the rest.
+    """
+    if rule != "/admin" and not rule.startswith("/admin/"):
+        return "admin"
+    section = rule.removeprefix("/admin").strip("/").split("/", 1)[0]
+    if method in _SAFE_METHODS:
+        if section == "backup-health":
+            return "health"
+        return "backup" if section == "download-backup" else "read"
+    return "backup" if method == "POST" and section in _BACKUP_POSTS else "admin"
+
+
+def token_allows(token: ApiToken, scope: str) -> bool:
+    """True when one of ``token``'s scopes is ``scope`` or a wider one."""
+    granted = [SCOPES.index(name) for name in token.scopes.split() if name in SCOPES]
+    return bool(granted) and max(granted) >= SCOPES.index(scope)
+
+
+# --- API tokens -------------------------------------------------------------------
+
+def issue_api_token(user: User, name: str = "cli", scopes=DEFAULT_SCOPES, expires_in_days: int | None = None) -> str:
+    """Create a token for ``user``; returns the secret, which is stored only hashed (so shown only now).
+
+    ``scopes`` as for ``parse_scopes``; ``expires_in_days`` None means it never expires.
+    """
     token = "cq_" + secrets.token_urlsafe(32)
-    db.session.add(ApiToken(user_id=user.id, name=name, token_hash=hash_token(token), prefix=token[:10]))
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    db.session.add(ApiToken(user_id=user.id, name=name, token_hash=hash_token(token), prefix=token[:10],
+                            scopes=" ".join(parse_scopes(scopes)), expires_at=expires_at))
     db.session.commit()
     return token
 
 
-def token_and_user(token: str) -> tuple[ApiToken, User] | None:
-    """An unrevoked token and the active admin owning it, or None."""
-    row = db.session.execute(
-        db.select(ApiToken).filter_by(token_hash=hash_token(token), revoked_at=None)
-    ).scalar_one_or_none()
+def find_api_token(token: str) -> ApiToken | None:
+    """The stored token for a secret, revoked or expired ones included."""
+    return db.session.execute(db.select(ApiToken).filter_by(token_hash=hash_token(token))).scalar_one_or_none()
+
+
+def _authenticated_token(token: str) -> tuple[ApiToken, User]:
+    """The token and its owner, an active admin; else a 401 saying why."""
+    row = find_api_token(token)
     if row is None:
-        return None
+        abort(401, "The API token is invalid.")
+    if row.revoked_at is not None:
+        abort(401, "The API token has been revoked.")
+    now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
+        abort(401, f"The API token expired at {row.expires_at.isoformat()}.")
     user = db.session.get(User, row.user_id)
     if user is None or not user.is_active or not user.is_admin:
-        return None
-    now = utcnow()
+        abort(401, "The API token's owner is no longer an active admin.")
     # Recorded at most hourly and best effort: a restore holding SQLite's write lock
     # must not make any API request (job polling included) wait for it.
     if row.last_used_at is None or now - row.last_used_at > TOKEN_USE_RECORD_INTERVAL:
@@ -113,28 +187,46 @@ def token_and_user(token: str) -> tuple[ApiToken, User] | None:
     return row, user
 
 
-def revoke_api_tokens(user: User) -> int:
-    """Revoke every active token of ``user``; returns how many."""
-    rows = db.session.execute(db.select(ApiToken).filter_by(user_id=user.id, revoked_at=None)).scalars().all()
-    for row in rows:
-        row.revoked_at = utcnow()
-    db.session.commit()
-    return len(rows)
+@event.listens_for(Session, "before_flush")
+def _revoke_tokens_of_changed_passwords(session, _flush_context, _instances) -> None:
+    """A password change (a reset, an admin's edit, anything through the ORM) revokes that user's API tokens."""
+    changed = [obj.id for obj in session.dirty if isinstance(obj, User) and obj.id is not None
+               and inspect(obj).attrs.password_hash.history.has_changes()]
+    if changed:
+        now = utcnow()
+        for row in session.scalars(select(ApiToken).where(ApiToken.user_id.in_(changed),
+                                                          ApiToken.revoked_at.is_(None))):
+            row.revoked_at = now
 
 
-def authenticate_bearer_and_check_csrf():
-    """Before each request: a Bearer token authenticates (or 401s); otherwise forms need CSRF."""
+# --- Request hooks ----------------------------------------------------------------
+
+def authenticate_bearer():
+    """Before each request: a Bearer token authenticates, or the request ends.
+
+    401 for an unknown, revoked or expired token; 403 (naming the scope) when its
+    scopes do not cover this method on this route. A request that matched no route
+    runs no view, so it needs no scope.
+    """
     token = bearer_token()
-    if token is not None:
-        found = token_and_user(token)
-        if found is None:
-            abort(401, "The API token is invalid or revoked.")
-        # The token's id is kept for the audit log: the faces pass it on with the actor.
-        g.api_token_id, g.api_user = found[0].id, found[1]
-        return
+    if token is None:
+        return None
+    row, user = _authenticated_token(token)
+    if request.url_rule is not None:
+        needed = scope_needed(request.method, request.url_rule.rule)
+        if not token_allows(row, needed):
+            return jsonify({"error": f"This API token lacks the {needed!r} scope that this request needs.",
+                            "required_scope": needed}), 403
+    g.api_user, g.api_token_id = user, row.id
+    return None
+
+
+def check_csrf():
+    """Before each request: cookie-authenticated form posts need the CSRF token; Bearer requests do not."""
     # Browsers cannot attach an Authorization header cross-site, so only
     # cookie-authenticated requests need the CSRF token.
-    csrf.protect()
+    if bearer_token() is None:
+        csrf.protect()
 
 
 def wants_json() -> bool:
@@ -173,9 +265,18 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+HSTS = "max-age=31536000"
+
+
 def add_security_headers(response):
+    """Every response: CSP and friends; over an https ``PUBLIC_URL``, HSTS; under /admin, never cached."""
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if current_app.config["PUBLIC_URL"].startswith("https://"):
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+    if request.path == "/admin" or request.path.startswith("/admin/"):
+        # Backups, tokens and account lists must not stay in a browser's or a proxy's cache.
+        response.headers["Cache-Control"] = "no-store, private"
     return response

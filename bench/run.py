@@ -38,7 +38,7 @@ WORK = ROOT / "bench" / "work"
 FLASK = str(ROOT / ".venv" / "bin" / "flask")
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 PG_SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-SECRET = "bench-secret-key"
+SECRET = "bench-secret-key-of-at-least-32-bytes"
 ENCRYPTION_KEY = "bench encryption passphrase"
 
 

@@ -10,6 +10,7 @@ import redis
 
 from app.cli import create_account
 from app.extensions import db
+from app.mail import wait_for_background_mail
 from app.security import issue_api_token
 from support.app import ADMIN_PASSWORD, USER_PASSWORD, build_app
 from support.mail import send_mail_to
@@ -79,6 +80,7 @@ def app_settings():
 def app(tmp_path, app_settings):
     app = build_app(tmp_path, **app_settings)
     yield app
+    wait_for_background_mail()  # no mail task of this test may outlive its database
     with app.app_context():
         db.engine.dispose()
 

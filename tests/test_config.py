@@ -10,7 +10,7 @@ from support.processes import FLASK, REPO
 
 def settings(**env):
     # A SECRET_KEY keeps load_config from creating instance/secret_key in the repository.
-    return load_config({"SECRET_KEY": "k", **env})
+    return load_config({"SECRET_KEY": "k" * 32, **env})
 
 
 @pytest.mark.parametrize("name, value", [
@@ -75,7 +75,7 @@ def test_flags_accept_the_usual_spellings(raw, expected):
 
 def run_flask_routes(tmp_path, **env):
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MAIL_", "BACKUP_", "MAX_BACKUP"))}
-    environ.update(FLASK_APP="wsgi", SECRET_KEY="k", DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+    environ.update(FLASK_APP="wsgi", SECRET_KEY="k" * 32, DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
                    ENABLE_AUTO_BACKUP="false", BACKUP_DIRECTORY=str(tmp_path / "backups"), **env)
     return subprocess.run([str(FLASK), "routes"], cwd=REPO, env=environ, capture_output=True, text=True,
                           timeout=60)

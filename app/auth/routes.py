@@ -4,7 +4,7 @@ from flask_login import current_user, login_user, logout_user
 
 from ..mail import MailError
 from ..security import is_safe_next, wants_json
-from . import service
+from . import credentials, service
 from .forms import EmailForm, LoginForm, RegistrationForm, ResetPasswordForm
 
 bp = Blueprint("auth", __name__)
@@ -27,15 +27,15 @@ def login():
     """The login form; success goes to a safe ``next`` or the user's home, failure shows one generic message."""
     form = LoginForm()
     if form.validate_on_submit():
-        user = service.authenticate(form.username.data, form.password.data, request.remote_addr,
-                                    request.headers.get("User-Agent"))
+        user = credentials.authenticate(form.username.data, form.password.data, request.remote_addr,
+                                        request.headers.get("User-Agent"))
         if user is not None:
             login_user(user)
             target = request.args.get("next")
             if not is_safe_next(target):
                 target = url_for("admin.dashboard") if user.is_admin else url_for("main.index")
             return redirect(target)
-        flash(service.GENERIC_LOGIN_ERROR, "error")
+        flash(credentials.GENERIC_LOGIN_ERROR, "error")
     return render_template("auth/login.html", form=form)
 
 

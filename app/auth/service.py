@@ -1,5 +1,5 @@
-"""Account rules: credential checks and lock-out, registration with e-mail
-verification, and password reset.
+"""Account rules: registration with e-mail verification, and password reset
+(logging in and its lock-out are in ``credentials``).
 
 Links mailed to users carry a random 64-hex token (``secrets.token_hex(32)``);
 the database keeps only its SHA-256, so a leaked database or backup holds no
@@ -11,16 +11,14 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from flask import current_app, url_for
+from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..mail import MailError, send_template_mail
-from ..models import EmailVerification, LoginAttempt, PasswordResetToken, User, utcnow
-from ..security import hash_password, verify_password
-
-GENERIC_LOGIN_ERROR = "Invalid username or password, or the account is temporarily locked."
+from ..mail import MailError, link_for, send_in_background, send_template_mail
+from ..models import EmailVerification, PasswordResetToken, User, utcnow
+from ..security import hash_password
 
 VERIFICATION_LIFETIME = timedelta(hours=24)
 RESET_LIFETIME = timedelta(hours=1)
@@ -44,71 +42,6 @@ class LinkProblem(Exception):
         super().__init__(message)
         self.kind = kind  # "invalid", "expired" or "used"
         self.message = message
-
-
-# --- Login ------------------------------------------------------------------------
-
-def find_user(username_or_email: str) -> User | None:
-    """The user with this username, else the one with this e-mail (case-insensitive)."""
-    value = username_or_email.strip()
-    # first(), not one(): a username may look like someone else's e-mail, and
-    # restored data may hold e-mails differing only in case.
-    return (
-        db.session.execute(select(User).where(User.username == value)).scalars().first()
-        or db.session.execute(
-            select(User).where(func.lower(User.email) == value.lower()).order_by(User.id)
-        ).scalars().first()
-    )
-
-
-def is_locked_out(username_or_email: str, ip_address: str | None, user: User | None = None) -> bool:
-    """True when recent failures for this account or this IP passed the limits.
-
-    Failures count against the account whichever name was typed (its username or
-    its e-mail), so switching between them gives an attacker no extra guesses.
-    The attempts live in the database, so the lock holds across processes.
-    """
-    config = current_app.config
-    since = utcnow() - timedelta(minutes=config["LOGIN_LOCKOUT_MINUTES"])
-    recent_failures = select(func.count()).select_from(LoginAttempt).where(
-        LoginAttempt.success.is_(False), LoginAttempt.attempted_at >= since
-    )
-    names = {username_or_email.strip().lower()[:255]}
-    if user is not None:
-        names |= {user.username.lower(), user.email.lower()}
-    account_failures = db.session.execute(
-        recent_failures.where(func.lower(LoginAttempt.username_or_email).in_(sorted(names)))
-    ).scalar_one()
-    if account_failures >= config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]:
-        return True
-    if ip_address:
-        ip_failures = db.session.execute(recent_failures.where(LoginAttempt.ip_address == ip_address)).scalar_one()
-        if ip_failures >= config["LOGIN_MAX_FAILURES_PER_IP"]:
-            return True
-    return False
-
-
-def authenticate(username_or_email: str, password: str, ip_address: str | None, user_agent: str | None) -> User | None:
-    """Check credentials, record the attempt, and return the user on success.
-
-    Wrong password, unknown user, inactive and locked-out accounts all return None,
-    so callers show the same generic message for each.
-    """
-    candidate = find_user(username_or_email)
-    user = None
-    if (not is_locked_out(username_or_email, ip_address, candidate) and candidate is not None
-            and candidate.is_active and verify_password(candidate.password_hash, password)):
-        user = candidate
-    db.session.add(LoginAttempt(
-        ip_address=(ip_address or "")[:45] or None,
-        username_or_email=username_or_email.strip()[:255],
-        success=user is not None,
-        user_agent=(user_agent or "")[:1000] or None,
-    ))
-    if user is not None:
-        user.last_login = utcnow()
-    db.session.commit()
-    return user
 
 
 # --- Tokens -----------------------------------------------------------------------
@@ -190,7 +123,7 @@ def _issue_verification(user: User) -> str:
 
 def _mail_verification(user: User, token: str) -> None:
     send_template_mail(user.email, "Confirm your CyberQuest e-mail address", "verify_email.txt",
-                       user=user, link=url_for("auth.verify_email", token=token, _external=True),
+                       user=user, link=link_for("auth.verify_email", token=token),
                        hours=int(VERIFICATION_LIFETIME.total_seconds() // 3600))
 
 
@@ -239,11 +172,15 @@ def _user_by_email(email: str) -> User | None:
 
 
 def resend_verification(email: str) -> None:
-    """Mail a new verification link when ``email`` belongs to an account never verified.
+    """Mail a new verification link, in the background, when ``email`` belongs to an account never verified.
 
-    Says nothing about whether it did (no account enumeration). Mail failures are
-    logged, not raised, for the same reason.
+    Returns at once, the same way for every address (no account enumeration, not even by timing).
+    Mail failures are logged, not raised, for the same reason.
     """
+    send_in_background(_mail_new_verification, email.strip())
+
+
+def _mail_new_verification(email: str) -> None:
     user = _user_by_email(email)
     if user is None or user.is_active:
         return
@@ -265,11 +202,15 @@ def resend_verification(email: str) -> None:
 # --- Password reset -------------------------------------------------------------------
 
 def request_password_reset(email: str) -> None:
-    """Mail a single-use reset link, valid for one hour, when ``email`` belongs to an active account.
+    """Mail a single-use reset link, valid for one hour, in the background, when ``email`` belongs to an active account.
 
-    Says nothing about whether it did (no account enumeration). Mail failures are
-    logged, not raised, for the same reason.
+    Returns at once, the same way for every address (no account enumeration, not even by timing).
+    Mail failures are logged, not raised, for the same reason.
     """
+    send_in_background(_mail_password_reset, email.strip())
+
+
+def _mail_password_reset(email: str) -> None:
     user = _user_by_email(email)
     if user is None or not user.is_active:
         return
@@ -282,7 +223,7 @@ def request_password_reset(email: str) -> None:
     db.session.commit()
     try:
         send_template_mail(user.email, "Reset your CyberQuest password", "reset_password.txt",
-                           user=user, link=url_for("auth.reset_password", token=token, _external=True),
+                           user=user, link=link_for("auth.reset_password", token=token),
                            minutes=int(RESET_LIFETIME.total_seconds() // 60))
     except MailError:
         current_app.logger.exception("password reset mail for user %s failed", user.username)

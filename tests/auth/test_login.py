@@ -1,7 +1,7 @@
 """Logging in: by username or e-mail, every attempt recorded, lock-out per account and per IP."""
 
 from app import create_app
-from app.auth.service import GENERIC_LOGIN_ERROR
+from app.auth.credentials import GENERIC_LOGIN_ERROR
 from app.extensions import db
 from app.models import LoginAttempt
 from app.cli import create_account

@@ -2,7 +2,7 @@
 import re
 from datetime import timedelta
 
-from app.auth.service import GENERIC_LOGIN_ERROR
+from app.auth.credentials import GENERIC_LOGIN_ERROR
 from app.extensions import db
 from app.models import EmailVerification, User
 from support.mail import link_in

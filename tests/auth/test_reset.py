@@ -2,7 +2,8 @@
 import re
 from datetime import timedelta
 
-from app.auth.service import GENERIC_LOGIN_ERROR, MAX_LINK_MAILS_PER_HOUR
+from app.auth.credentials import GENERIC_LOGIN_ERROR
+from app.auth.service import MAX_LINK_MAILS_PER_HOUR
 from app.extensions import db
 from app.models import PasswordResetToken
 from support.app import USER_PASSWORD

@@ -15,7 +15,7 @@ def test_settings(tmp_path, database_url: str | None = None, **extra) -> dict:
     """Settings for a test app: its own database and backup directory under tmp_path."""
     settings = {
         "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
+        "SECRET_KEY": "test-secret-key-of-at-least-32-bytes",
         "SQLALCHEMY_DATABASE_URI": database_url or f"sqlite:///{tmp_path / 'app.db'}",
         "BACKUP_DIRECTORY": str(tmp_path / "backups"),
         "ARGON2_FAST": True,
@@ -24,6 +24,7 @@ def test_settings(tmp_path, database_url: str | None = None, **extra) -> dict:
         "MAIL_PORT": 1,  # nothing listens: a test that sends mail must use the smtp_server fixture
         "MAIL_DEFAULT_SENDER": "cyberquest@test.local",
         "SERVER_NAME": "localhost",
+        "PUBLIC_URL": "http://localhost",
     }
     settings.update(extra)
     return settings

@@ -4,17 +4,47 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from collections.abc import Sequence
+
+from app.mail import wait_for_background_mail
 
 
-def send_mail_to(app, smtp_server) -> list:
-    """Point ``app``'s mail at the real SMTP server and clear it; returns the list of envelopes it receives."""
+class DeliveredMail(Sequence):
+    """The envelopes the SMTP server received, read only once the app's background mail is all sent."""
+
+    def __init__(self, messages: list):
+        self._messages = messages
+
+    def _delivered(self) -> list:
+        assert wait_for_background_mail(timeout=30), "the background mail was not sent within 30 s"
+        return self._messages
+
+    def __getitem__(self, index):
+        return self._delivered()[index]
+
+    def __len__(self):
+        return len(self._delivered())
+
+    def __eq__(self, other):
+        return list(self._delivered()) == list(other)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return repr(self._messages)
+
+
+def send_mail_to(app, smtp_server) -> DeliveredMail:
+    """Point ``app``'s mail at the real SMTP server and clear it; returns the envelopes it receives
+    (read once the app's background mail is sent)."""
+    wait_for_background_mail()
     smtp_server.messages.clear()
     app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server.port, MAIL_SUPPRESS_SEND=False)
     # Flask-Mail copies its settings when the app is created, and under TESTING it
     # suppresses sending altogether; point the copy at the server and let it send.
     state = app.extensions["mail"]
     state.server, state.port, state.suppress = "127.0.0.1", smtp_server.port, False
-    return smtp_server.messages
+    return DeliveredMail(smtp_server.messages)
 
 
 def _parsed(envelope):

@@ -63,7 +63,7 @@ def test_create_while_another_job_runs_fails_with_exit_1(app):
 def test_a_real_process_reports_an_unwritable_store_in_one_line(tmp_path, app):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "SECRET_KEY": "test-secret-key",
+    env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "SECRET_KEY": "test-secret-key-of-at-least-32-bytes",
            "BACKUP_DIRECTORY": str(blocker / "backups"), "FLASK_APP": "wsgi", "ENABLE_AUTO_BACKUP": "false"}
     done = subprocess.run([sys.executable, "-m", "flask", "backup", "create"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)

@@ -44,7 +44,7 @@ with app.app_context():
 
 def environment(tmp_path, database_url, smtp_port) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FLASK_", "WERKZEUG_"))}
-    env.update(FLASK_APP="wsgi", DATABASE_URL=database_url, SECRET_KEY="test-secret-key",
+    env.update(FLASK_APP="wsgi", DATABASE_URL=database_url, SECRET_KEY="test-secret-key-of-at-least-32-bytes",
                BACKUP_DIRECTORY=str(tmp_path / "backups"), MAIL_SERVER="127.0.0.1", MAIL_PORT=str(smtp_port),
                MAIL_DEFAULT_SENDER="cyberquest@test.local", PYTHONPATH=str(REPO))
     return env

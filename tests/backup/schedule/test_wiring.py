@@ -96,7 +96,7 @@ def test_a_served_app_starts_apscheduler_which_runs_the_due_slot(tmp_path):
 
 def _environment(tmp_path, database: Path) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FLASK_", "WERKZEUG_"))}
-    env.update(FLASK_APP="wsgi", DATABASE_URL=f"sqlite:///{database}", SECRET_KEY="test-secret-key",
+    env.update(FLASK_APP="wsgi", DATABASE_URL=f"sqlite:///{database}", SECRET_KEY="test-secret-key-of-at-least-32-bytes",
                BACKUP_DIRECTORY=str(tmp_path / "backups"), ENABLE_AUTO_BACKUP="true", PYTHONUNBUFFERED="1")
     return env
 

@@ -1,0 +1,79 @@
+"""Request bodies are bounded before anything reads them.
+
+Every body larger than ``MAX_CONTENT_LENGTH`` (1 MiB) is refused with 413, whoever
+sends it and whatever the URL, before CSRF or a view parses it: a declared
+``Content-Length`` at once, unread; a streamed (chunked) body is taken in up to the
+limit and refused the moment it goes past.
+
+The one larger body allowed is an admin's multipart upload to ``POST
+/admin/restore-backup``: up to ``MAX_BACKUP_SIZE``, plus room for the multipart
+framing around it, decided once the request is known to come from an admin and
+before any of it is read. Werkzeug's ``LimitedStream`` (``request.max_content_length``)
+holds a streamed upload to that limit while the multipart parser spools it to disk.
+"""
+from __future__ import annotations
+
+import io
+
+from flask import abort, current_app, request
+from flask_login import current_user
+
+from .backup.errors import TooLargeError
+from .backup.units import human_size
+
+UPLOAD_RULE = "/admin/restore-backup"
+# Multipart framing and the other fields around an uploaded archive.
+UPLOAD_FORM_OVERHEAD = 1024 * 1024
+_READ_SIZE = 64 * 1024
+
+
+def _is_admin_upload() -> bool:
+    # current_user comes from the session cookie or the Bearer token (whose admin scope
+    # authenticate_bearer has checked): neither reads the body.
+    return (request.method == "POST" and request.url_rule is not None and request.url_rule.rule == UPLOAD_RULE
+            and request.mimetype == "multipart/form-data"
+            and current_user.is_authenticated and current_user.is_admin)
+
+
+def limit_request_body():
+    """Before each request, after authentication and before CSRF reads a form: hold the body to this request's limit."""
+    if _is_admin_upload():
+        max_backup = current_app.config["MAX_BACKUP_SIZE"]
+        request.max_content_length = max_backup + UPLOAD_FORM_OVERHEAD
+        if request.content_length is not None and request.content_length > request.max_content_length:
+            raise TooLargeError(f"The upload is larger than MAX_BACKUP_SIZE ({human_size(max_backup)}).")
+        return
+    limit = request.max_content_length
+    if limit is None:
+        return
+    if request.content_length is not None:
+        if request.content_length > limit:
+            abort(413, too_large_message())
+    elif "wsgi.input_terminated" in request.environ:  # the server ends a chunked body itself
+        _take_in_streamed_body(limit)
+
+
+def _take_in_streamed_body(limit: int) -> None:
+    """Read a streamed body of at most ``limit`` bytes and hand it on as an ordinary one of known length.
+
+    Werkzeug would otherwise cut an over-long body off at the limit without a word and
+    let the form or JSON parser work on what it got.
+    """
+    stream = request.environ["wsgi.input"]
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(min(_READ_SIZE, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        abort(413, too_large_message())
+    request.environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
+    request.environ["CONTENT_LENGTH"] = str(size)
+
+
+def too_large_message() -> str:
+    """Why a body was refused, with this request's limit."""
+    return (f"The request body is larger than {human_size(request.max_content_length)}, the most this server reads"
+            f" (only an admin's backup upload to {UPLOAD_RULE} may be larger).")
