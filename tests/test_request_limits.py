@@ -174,6 +174,7 @@ def peak_rss_kib(pid: int) -> int:
 @pytest.mark.slow
 def test_300_mb_of_chunked_anonymous_posts_leave_the_servers_memory_flat(tmp_path):
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MAIL_", "BACKUP_", "SECRET_KEY"))}
+    environ["PYTHONPATH"] = str(Path(REPO) / "tests")  # the server program imports the support package
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path)], cwd=REPO, env=environ, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:

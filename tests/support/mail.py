@@ -28,6 +28,10 @@ class DeliveredMail(Sequence):
     def __eq__(self, other):
         return list(self._delivered()) == list(other)
 
+    def clear(self) -> None:
+        """Forget what was received so far (once the background mail is sent)."""
+        self._delivered().clear()
+
     __hash__ = None
 
     def __repr__(self):
