@@ -12,12 +12,12 @@ import warnings
 from dataclasses import dataclass, field
 
 import pytest
-from werkzeug.serving import make_server
 
 from app.cli import create_account
 from app.extensions import db
 from support.app import ADMIN_PASSWORD, build_app
 from support.browser import HeldBackup
+from support.live_server import serving
 from support.services import REQUIRE_SERVICES
 
 CHROMIUM = "/usr/bin/chromium"
@@ -93,20 +93,12 @@ def _job_threads() -> list[threading.Thread]:
 @pytest.fixture
 def live_server(live_app):
     """Serve ``live_app`` until the test ends; background jobs are awaited so none outlives its database."""
-    server = make_server("127.0.0.1", 0, live_app, threaded=True)
-    # A short poll interval: shutdown() waits up to one interval for the loop to notice.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server",
-                              daemon=True)
-    thread.start()
-    try:
-        yield LiveServer(live_app, f"http://127.0.0.1:{server.server_port}",
-                         {"username": "admin", "password": ADMIN_PASSWORD})
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        for job in _job_threads():
-            job.join(timeout=30)
+    with serving(live_app) as port:
+        try:
+            yield LiveServer(live_app, f"http://127.0.0.1:{port}", {"username": "admin", "password": ADMIN_PASSWORD})
+        finally:
+            for job in _job_threads():
+                job.join(timeout=30)
 
 
 @dataclass
