@@ -34,6 +34,7 @@ def open_system_backup(page, live_server) -> None:
     log_in(page, live_server.admin["username"], live_server.admin["password"])
     page.get_by_role("link", name="System Backup", exact=True).click()
     expect(page).to_have_url(live_server(PAGE))
+    page.wait_for_load_state("load")  # the stylesheet too: a page measured before it is wider
 
 
 def make_backups(app, count: int) -> list[str]:
