@@ -30,7 +30,7 @@ from . import audit
 from .archive import format
 from .jobs.lock import refuse_while_locked
 from .jobs.runner import JobHandle, run_job
-from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
+from .errors import ArchiveError, BackupError, BackupNotFoundError, BadRequestError, TooLargeError
 from .archive.limits import Limits
 from .archive.reader import Archive
 from .units import human_size
@@ -39,6 +39,7 @@ from .restore.hooks import replace_hooks
 from .restore.options import RestoreOptions
 from .restore.plan import RestorePlan, plan_restore
 from .service import BackupService, known_revisions
+from .storage.base import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,19 @@ COPY_CHUNK = 1024 * 1024
 
 @dataclass
 class ArchiveSource:
-    """An archive to read: a listed backup (by name) or a local file (maybe a temporary upload)."""
+    """An archive to read: a listed backup (by name) or a local file (maybe a temporary upload).
+
+    A listed backup carries the SHA-256 recorded when it was made or accepted
+    (``recorded_sha256``, None for one listed before hashes were recorded);
+    ``sha256`` is the hash of the file as last opened.
+    """
 
     label: str
     listed_name: str | None = None
     path: str | None = None
     temporary: bool = False
+    recorded_sha256: str | None = None
+    sha256: str | None = None
 
     def open(self, app) -> BinaryIO:
         """A seekable binary file of the archive; the caller closes it."""
@@ -66,6 +74,20 @@ class ArchiveSource:
         except OSError as exc:
             raise BackupError(f"The file {self.path} cannot be read ({exc.strerror}).") from exc
 
+    def check_recorded_hash(self, fh: BinaryIO) -> None:
+        """A listed backup: hash the open file and refuse it (422) when it is not the file recorded."""
+        if self.listed_name is None:
+            return
+        self.sha256 = sha256_of(fh)
+        if self.tampered:
+            raise ArchiveError(f"{self.label} is not the file that was recorded when it was made or accepted "
+                               "(its SHA-256 differs): it was changed or replaced in the store.")
+
+    @property
+    def tampered(self) -> bool:
+        """Whether the file last opened differs from the one recorded."""
+        return self.recorded_sha256 is not None and self.sha256 is not None and self.sha256 != self.recorded_sha256
+
     def discard(self) -> None:
         """Remove the file if it is a temporary upload."""
         if self.temporary and self.path:
@@ -77,8 +99,10 @@ class ArchiveSource:
 
 def listed_source(filename: str) -> ArchiveSource:
     """A listed backup; ``BackupNotFoundError`` (404) for any other name."""
-    backup = BackupService().get(filename)
-    return ArchiveSource(label=backup["filename"], listed_name=backup["filename"])
+    service = BackupService()
+    backup = service.get(filename)
+    return ArchiveSource(label=backup["filename"], listed_name=backup["filename"],
+                         recorded_sha256=service.recorded_sha256(filename))
 
 
 def cli_source(name_or_path: str) -> ArchiveSource:
@@ -102,7 +126,8 @@ def upload_source(stream: BinaryIO, filename: str | None, app=None) -> ArchiveSo
     limit = Limits.from_config(app.config).max_size
     directory = app.config.get("BACKUP_UPLOAD_DIRECTORY")
     if directory:
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    # mkstemp creates the file 0600: an upload holds every account's password hash.
     fd, path = tempfile.mkstemp(prefix="cyberquest-restore-", suffix=".zip", dir=directory)
     os.close(fd)
     size = 0
@@ -127,9 +152,10 @@ def upload_source(stream: BinaryIO, filename: str | None, app=None) -> ArchiveSo
 
 @contextmanager
 def open_archive(app, source: ArchiveSource, trust_unsigned: bool) -> Iterator[Archive]:
-    """The source opened and validated up to its rows (413/422 otherwise)."""
+    """The source opened and validated up to its rows (413/422 otherwise; a listed backup must be the file recorded)."""
     fh = source.open(app)
     try:
+        source.check_recorded_hash(fh)
         with Archive.open(fh, limits=Limits.from_config(app.config), signing_key=format.signing_key(app.config),
                           trust_unsigned=trust_unsigned) as archive:
             archive.label = source.label

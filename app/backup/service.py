@@ -4,16 +4,16 @@ Orchestration only: the archive format lives in ``archive``, the database's side
 in ``dialects``, bytes and names in ``storage``, the one-at-a-time lock and
 progress in ``jobs``.
 
-A backup is *listed* when its name is ``cyberquest_backup_YYYYMMDD_HHMMSS[_N].zip``,
-its metadata is readable, and it is either signed with this instance's key or
-was accepted (a ``BackupRecord`` with ``accepted=True``). Anything else in the
-store is neither listed nor served.
+Which files are listed backups is ``catalogue``'s rule (signed by this instance,
+or accepted: a ``BackupRecord`` with ``accepted=True``); anything else in the store
+is neither listed nor served. The record also keeps the SHA-256 of the whole file
+as it was made or accepted: verify and restore of a listed backup refuse a file
+that differs.
 """
 from __future__ import annotations
 
 import logging
 import platform
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata as package_metadata
@@ -28,29 +28,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..extensions import db
 from ..models import BackupJob, BackupRecord, data_tables, utcnow
 from .archive import writer as archive, format
+from .catalogue import NAME, Catalogue, backup_dict
 from .dialects import dialect_for
 from .jobs.runner import (JobHandle, get_job, latest_active_job, live_job_dict, recover_interrupted_jobs,
                           run_job)
 from .errors import BackupError, BackupNotFoundError, BadRequestError, database_message
 from .malloc_tuning import keep_freed_buffers
 from .storage import get_storage
-from .storage.base import Storage, StoredFile
+from .storage.base import Storage, sha256_of
 
 log = logging.getLogger(__name__)
-
-# format.FILENAME_PATTERN with groups for the timestamp and the clash suffix.
-_NAME = re.compile(r"cyberquest_backup_(\d{8}_\d{6})(?:_(\d+))?\.zip")
-
-# Parsed metadata per store location, then per file name, with the size and mtime
-# it was read at: a listing re-reads only files that changed. None = unreadable.
-_metadata_cache: dict[str, dict[str, tuple[int, int, dict | None]]] = {}
-_cache_stats = {"hits": 0, "misses": 0}
-
-
-def metadata_cache_info() -> dict:
-    """How often listing found an archive's metadata in the cache (``hits``) or read it (``misses``)."""
-    return dict(_cache_stats)
-
 
 def backup_name_candidates(created_at: datetime) -> Iterator[str]:
     """``cyberquest_backup_YYYYMMDD_HHMMSS.zip``, then ``…_2.zip``, ``…_3.zip`` … (UTC)."""
@@ -58,11 +45,6 @@ def backup_name_candidates(created_at: datetime) -> Iterator[str]:
     yield f"{format.FILENAME_PREFIX}{stamp}.zip"
     for n in range(2, 1000):
         yield f"{format.FILENAME_PREFIX}{stamp}_{n}.zip"
-
-
-def _newest_first_key(name: str):
-    match = _NAME.fullmatch(name)
-    return (match.group(1), int(match.group(2) or 1))
 
 
 @dataclass(frozen=True)
@@ -118,10 +100,6 @@ def _database_error(exc: SQLAlchemyError) -> BackupError:
                        "check that it is reachable and migrated (flask db upgrade), then try again.")
 
 
-def _int_or_none(value):
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 class BackupService:
     """Create, list, fetch, delete, pin and mark verified the backups of one app."""
 
@@ -138,6 +116,10 @@ class BackupService:
     @property
     def signing_key(self) -> bytes:
         return format.signing_key(self.app.config)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return Catalogue(self.storage, self.signing_key)
 
     # --- creating ------------------------------------------------------------------
 
@@ -177,23 +159,25 @@ class BackupService:
                         trigger=trigger, schema_revision=schema_revision(self.app),
                         app_info=app_info(database.name), signing_key=self.signing_key,
                         progress=report)
+                digest = sha256_of(pending.file)
         except SQLAlchemyError as exc:
             log.exception("backup failed while reading the database")
             raise _database_error(exc) from exc
         filename = pending.name
         entry = storage.stat(filename)
-        _metadata_cache.setdefault(storage.location, {})[filename] = (entry.size, entry.mtime_ns, written.metadata)
-        record = self._record_archive(filename)
+        self.catalogue.remember(entry, written.metadata)
+        record = self._record_archive(filename, digest)
         report(1.0, f"Created {filename}")
         log.info("backup %s created (%s records, trigger %s)", filename, written.metadata["total_records"], trigger)
-        return self._backup_dict(entry, written.metadata, True, record)
+        return backup_dict(entry, written.metadata, True, record)
 
-    def _record_archive(self, filename: str) -> BackupRecord | None:
+    def _record_archive(self, filename: str, sha256: str) -> BackupRecord | None:
         # The record keeps the archive listed even if the signing key changes later;
         # the archive is complete and signed without it, so a failure here is logged, not fatal.
         try:
             record = db.session.get(BackupRecord, filename) or BackupRecord(filename=filename)
             record.accepted = True
+            record.sha256 = sha256
             db.session.add(record)
             db.session.commit()
             return record
@@ -211,90 +195,33 @@ class BackupService:
 
     def list(self) -> list[dict]:
         """Every listed backup, newest first."""
-        storage = self.storage
         records = {r.filename: r for r in db.session.execute(select(BackupRecord)).scalars()}
-        key = self.signing_key
-        cached = _metadata_cache.get(storage.location, {})
-        fresh: dict[str, tuple[int, int, dict | None]] = {}
-        backups = []
-        for entry in storage.list():
-            if not _NAME.fullmatch(entry.name):
-                continue
-            metadata = self._metadata(entry, cached, fresh)
-            if metadata is None:
-                continue
-            signed = format.signature_is_valid(metadata, key)
-            record = records.get(entry.name)
-            if signed or (record is not None and record.accepted):
-                backups.append(self._backup_dict(entry, metadata, signed, record))
-        _metadata_cache[storage.location] = fresh
-        backups.sort(key=lambda b: _newest_first_key(b["filename"]), reverse=True)
-        return backups
+        return self.catalogue.listing(records)
 
     def get(self, filename: str) -> dict:
         """The listed backup named ``filename``; ``BackupNotFoundError`` for any other name."""
-        if not isinstance(filename, str) or not _NAME.fullmatch(filename):
+        if not isinstance(filename, str) or not NAME.fullmatch(filename):
             raise BackupNotFoundError(f"No backup is named {filename!r}.")
-        storage = self.storage
-        entry = storage.stat(filename)
-        cached = _metadata_cache.setdefault(storage.location, {})
-        metadata = self._metadata(entry, cached, cached)
+        backup = self.catalogue.backup(self.storage.stat(filename), db.session.get(BackupRecord, filename))
+        if backup is None:
+            raise BackupNotFoundError(f"No backup is named {filename!r}.")
+        return backup
+
+    def recorded_sha256(self, filename: str) -> str | None:
+        """The hex SHA-256 recorded for a listed backup when it was made or accepted (None: not recorded)."""
+        self.get(filename)
         record = db.session.get(BackupRecord, filename)
-        signed = metadata is not None and format.signature_is_valid(metadata, self.signing_key)
-        if metadata is None or not (signed or (record is not None and record.accepted)):
-            raise BackupNotFoundError(f"No backup is named {filename!r}.")
-        return self._backup_dict(entry, metadata, signed, record)
+        return record.sha256 if record is not None else None
 
     def metadata(self, filename: str) -> dict:
         """The stored ``backup_metadata.json`` of a listed backup."""
         self.get(filename)
-        entry = self.storage.stat(filename)
-        return self._metadata(entry, _metadata_cache.setdefault(self.storage.location, {}), {}) or {}
+        return self.catalogue.metadata(self.storage.stat(filename), fresh={}) or {}
 
     def open_for_download(self, filename: str) -> tuple[BinaryIO, dict]:
         """An open binary file of the listed backup, and its Backup dict; the caller closes the file."""
         backup = self.get(filename)
         return self.storage.open_read(filename), backup
-
-    def _metadata(self, entry: StoredFile, cached: dict, fresh: dict) -> dict | None:
-        hit = cached.get(entry.name)
-        if hit is not None and hit[0] == entry.size and hit[1] == entry.mtime_ns:
-            _cache_stats["hits"] += 1
-            fresh[entry.name] = hit
-            return hit[2]
-        _cache_stats["misses"] += 1
-        try:
-            with self.storage.open_parts(entry) as fh:
-                metadata = archive.read_metadata(fh)
-        except BackupError as exc:
-            log.info("not listing %s: %s", entry.name, exc)
-            metadata = None
-        fresh[entry.name] = (entry.size, entry.mtime_ns, metadata)
-        return metadata
-
-    @staticmethod
-    def _backup_dict(entry: StoredFile, metadata: dict, signed: bool, record: BackupRecord | None) -> dict:
-        counts = metadata.get("record_counts")
-        if not isinstance(counts, dict) or not all(_int_or_none(v) is not None for v in counts.values()):
-            counts = {}
-        total = _int_or_none(metadata.get("total_records"))
-        created_at = metadata.get("created_at")
-        if not isinstance(created_at, str):
-            created_at = datetime.fromtimestamp(entry.mtime, timezone.utc).isoformat()
-        created_by = metadata.get("created_by")
-        trigger = metadata.get("trigger")
-        return {
-            "filename": entry.name,
-            "size_bytes": entry.size,
-            "created_at": created_at,
-            "created_by": created_by if isinstance(created_by, str) else None,
-            "trigger": trigger if isinstance(trigger, str) else None,
-            "record_counts": counts,
-            "total_records": total if total is not None else sum(counts.values()),
-            "signed": signed,
-            "verified": record.verified if record is not None else None,
-            "pinned": bool(record is not None and record.pinned),
-        }
 
     # --- changing --------------------------------------------------------------------
 
@@ -302,7 +229,7 @@ class BackupService:
         """Delete a listed backup and what the app recorded about it; returns its name."""
         self.get(filename)
         self.storage.delete(filename)
-        _metadata_cache.get(self.storage.location, {}).pop(filename, None)
+        self.catalogue.forget(filename)
         record = db.session.get(BackupRecord, filename)
         if record is not None:
             db.session.delete(record)
@@ -318,21 +245,31 @@ class BackupService:
         db.session.commit()
         return self.get(filename)
 
-    def record_verification(self, filename: str, ok: bool, details: dict | None = None) -> dict:
-        """Remember the outcome of verifying a listed backup (``verified`` in its Backup dict)."""
+    def record_verification(self, filename: str, ok: bool, details: dict | None = None,
+                            sha256: str | None = None) -> dict:
+        """Remember the outcome of verifying a listed backup (``verified`` in its Backup dict).
+
+        ``sha256`` is the hash of the file as verified: recorded when the backup had
+        none yet (one listed before hashes were recorded) and it verified.
+        """
         self.get(filename)
-        record = self._record_for(filename)
+        record = self._record_for(filename, sha256)
+        if record.sha256 is None and ok and sha256:
+            record.sha256 = sha256
         record.verified = bool(ok)
         record.verified_at = utcnow()
         record.verification = orjson.dumps(details, default=str).decode() if details is not None else None
         db.session.commit()
         return self.get(filename)
 
-    def _record_for(self, filename: str) -> BackupRecord:
+    def _record_for(self, filename: str, sha256: str | None = None) -> BackupRecord:
         record = db.session.get(BackupRecord, filename)
         if record is None:
-            # Only listed backups get here: made by this app or accepted already.
-            record = BackupRecord(filename=filename, accepted=True, pinned=False)
+            # Only listed backups get here (signed by this instance): accepting one records its hash.
+            if sha256 is None:
+                with self.storage.open_read(filename) as fh:
+                    sha256 = sha256_of(fh)
+            record = BackupRecord(filename=filename, accepted=True, pinned=False, sha256=sha256)
             db.session.add(record)
         return record
 

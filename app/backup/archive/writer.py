@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import BinaryIO, Callable, Iterable, Protocol, Sequence
@@ -243,6 +244,6 @@ def read_metadata(fileobj: BinaryIO) -> dict:
                 raise ArchiveError(f"The archive's {format.METADATA_MEMBER} is implausibly large.")
             with zf.open(info) as member:
                 raw = member.read(METADATA_MAX_BYTES + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, zlib.error) as exc:
         raise ArchiveError(f"The file is not a readable ZIP archive ({exc}).") from exc
     return format.parse_json_object(format.METADATA_MEMBER, raw)

@@ -1,8 +1,10 @@
 """The one-at-a-time lock held in the database, and who holds it.
 
 One backup or restore runs at a time across every process and host sharing the
-database: the lock is a row in ``operation_locks`` (primary key = lock name), so
-inserting it is taking it and the database arbitrates. A lock whose holder died
+database, and one verification (``VERIFY_LOCK``, a lock of its own: it reads an
+archive into a scratch database and may run beside a backup): the lock is a row in
+``operation_locks`` (primary key = lock name), so inserting it is taking it and the
+database arbitrates. A lock whose holder died
 (kill -9, lost host) is recognised as stale by its expiry, or at once when the
 holder was a process on this host that no longer exists. A holder is named
 ``host:pid`` (``current_owner``).
@@ -23,6 +25,10 @@ from ..errors import ConflictError
 from .records import fail_unfinished_job, job_to_dict
 
 EXCLUSIVE_LOCK = "backup-restore"
+VERIFY_LOCK = "verify"
+# What a request that meets a held lock is told.
+_BUSY = {EXCLUSIVE_LOCK: "Another backup or restore is running; wait for it to finish.",
+         VERIFY_LOCK: "Another verification is running; wait for it to finish."}
 LOCK_TTL = timedelta(minutes=30)
 HOSTNAME = socket.gethostname()
 
@@ -73,11 +79,8 @@ def acquire_exclusive(job_id: str | None, name: str = EXCLUSIVE_LOCK) -> None:
             db.session.commit()
             continue
         running = db.session.get(BackupJob, held.job_id) if held.job_id else None
-        raise ConflictError(
-            "Another backup or restore is running; wait for it to finish.",
-            job=job_to_dict(running) if running else None,
-        )
-    raise ConflictError("Another backup or restore is running; wait for it to finish.", job=None)
+        raise ConflictError(_BUSY.get(name, _BUSY[EXCLUSIVE_LOCK]), job=job_to_dict(running) if running else None)
+    raise ConflictError(_BUSY.get(name, _BUSY[EXCLUSIVE_LOCK]), job=None)
 
 
 def drop_exclusive(job_id: str | None, name: str = EXCLUSIVE_LOCK) -> None:

@@ -24,8 +24,8 @@ from ...extensions import db
 from ...models import BackupJob, utcnow
 from ..dialects import dialect_for
 from ..errors import BackupError, ConflictError
-from .lock import (LOCK_TTL, acquire_exclusive, current_owner, drop_exclusive, jobs_holding_live_locks,
-                   owner_is_dead, refresh_exclusive, refuse_while_locked)
+from .lock import (EXCLUSIVE_LOCK, LOCK_TTL, acquire_exclusive, current_owner, drop_exclusive,
+                   jobs_holding_live_locks, owner_is_dead, refresh_exclusive, refuse_while_locked)
 from .records import UNFINISHED, job_to_dict
 
 log = logging.getLogger(__name__)
@@ -113,22 +113,23 @@ def create_job(kind: str, created_by: str | None) -> BackupJob:
 
 
 def run_job(kind: str, created_by: str | None, work: Callable[[JobHandle], dict], *,
-            exclusive: bool = True, background: bool = True) -> BackupJob:
+            exclusive: bool = True, background: bool = True, lock_name: str = EXCLUSIVE_LOCK) -> BackupJob:
     """Run ``work(handle)`` as a recorded job and return its ``BackupJob`` row.
 
-    With ``exclusive`` the one-at-a-time lock is taken first, in the caller's thread,
-    so a conflict raises ``ConflictError`` before anything starts. ``work`` returns the
+    With ``exclusive`` the lock ``lock_name`` (by default the one-at-a-time lock of
+    backups and restores) is taken first, in the caller's thread, so a conflict
+    raises ``ConflictError`` before anything starts. ``work`` returns the
     job's result (a JSON-able dict); any exception marks the job failed with its message.
     With ``background`` the work runs in a thread with its own app context and this
     returns at once; otherwise it returns when the job has finished (and re-raises
     a ``BackupError`` the work raised).
     """
-    if exclusive:
+    if exclusive and lock_name == EXCLUSIVE_LOCK:
         refuse_while_locked()
     job = create_job(kind, created_by)
     if exclusive:
         try:
-            acquire_exclusive(job.id)
+            acquire_exclusive(job.id, lock_name)
         except ConflictError:
             db.session.delete(job)
             db.session.commit()
@@ -136,7 +137,7 @@ def run_job(kind: str, created_by: str | None, work: Callable[[JobHandle], dict]
     job_id = job.id
     locked_by_restore = kind == "restore" and dialect_for(db.engine).restore_locks_database
     handle = JobHandle(job_id, kind, write_progress_to_db=not locked_by_restore)
-    body = functools.partial(execute_job, handle, work, exclusive)
+    body = functools.partial(execute_job, handle, work, exclusive, lock_name)
     if background:
         start_in_thread(body, name=f"{kind}-job-{job_id[:8]}")
         return job
@@ -161,11 +162,12 @@ def start_in_thread(body: Callable[[], object], name: str) -> None:
     threading.Thread(target=thread_main, name=name, daemon=True).start()
 
 
-def execute_job(handle: JobHandle, work: Callable[[JobHandle], dict], exclusive: bool) -> BaseException | None:
+def execute_job(handle: JobHandle, work: Callable[[JobHandle], dict], exclusive: bool,
+                lock_name: str = EXCLUSIVE_LOCK) -> BaseException | None:
     """Run the recorded job's ``work`` to its end and record the outcome; returns what it raised, if anything.
 
     Never raises for a failing ``work``: its status, message and result are recorded,
-    and with ``exclusive`` the lock goes in the same commit.
+    and with ``exclusive`` the lock ``lock_name`` goes in the same commit.
     """
     job_id, kind = handle.job_id, handle.kind
     error: BaseException | None = None
@@ -190,7 +192,7 @@ def execute_job(handle: JobHandle, work: Callable[[JobHandle], dict], exclusive:
         if exclusive:
             # Same commit as the final status: a client that sees the job finished
             # can start the next one at once without meeting a 409.
-            drop_exclusive(job_id)
+            drop_exclusive(job_id, lock_name)
         db.session.commit()
         _live_progress.pop(job_id, None)
     return error
@@ -200,6 +202,16 @@ def get_job(job_id: str) -> BackupJob | None:
     """The job with this id, after marking interrupted jobs failed."""
     recover_interrupted_jobs()
     return db.session.get(BackupJob, job_id, populate_existing=True)
+
+
+def wait_for_job(job_id: str, poll_seconds: float = 0.1) -> BackupJob:
+    """Wait until the job has succeeded or failed (or was found interrupted) and return its row."""
+    while True:
+        job = get_job(job_id)
+        if job is None or job.status not in UNFINISHED:
+            return job
+        db.session.rollback()  # the next look sees the executor's commits
+        time.sleep(poll_seconds)
 
 
 def latest_active_job() -> BackupJob | None:

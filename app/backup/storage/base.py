@@ -9,9 +9,12 @@ store accepts. The stores themselves are ``local.LocalStorage`` and
 """
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable
+
+HASH_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class StoredFile:
 
 
 class PendingFile:
-    """What an atomic writer yields: ``file`` to write to; ``name`` is set once committed."""
+    """What an atomic writer yields: ``file`` to write to (and read back); ``name`` is set once committed."""
 
     def __init__(self, file: BinaryIO):
         self.file = file
@@ -86,3 +89,13 @@ def is_plain_name(name: object) -> bool:
     """
     return (isinstance(name, str) and bool(name) and not name.startswith(".")
             and "/" not in name and "\\" not in name and "\0" not in name)
+
+
+def sha256_of(fh: BinaryIO) -> str:
+    """The hex SHA-256 of a seekable file's whole content; the file is left positioned at its start."""
+    digest = hashlib.sha256()
+    fh.seek(0)
+    while chunk := fh.read(HASH_CHUNK):
+        digest.update(chunk)
+    fh.seek(0)
+    return digest.hexdigest()

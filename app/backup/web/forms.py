@@ -33,12 +33,13 @@ def _text(value) -> str:
 
 
 class FlagField(Field):
-    """A yes/no field: 1/true/yes/on or 0/false/no/off (see ``config.parse_flag``); absent or empty is no."""
+    """A yes/no field: 1/true/yes/on or 0/false/no/off (see ``config.parse_flag``); absent or empty is
+    the field's ``default`` (no, unless declared otherwise)."""
 
     def process_formdata(self, valuelist):
         sent = valuelist[0] if valuelist else None
         if sent is None or sent == "":
-            self.data = False
+            self.data = bool(self.default)
             return
         try:
             self.data = parse_flag(sent)
@@ -69,6 +70,12 @@ class CreateBackupForm(RequestForm):
     """``POST /admin/create-backup``: ``wait`` makes the request return once the backup is made."""
 
     wait = FlagField()
+
+
+class VerifyForm(RequestForm):
+    """``POST /admin/verify-backup/<filename>``: ``wait=0`` answers at once with the job instead of the outcome."""
+
+    wait = FlagField(default=True)
 
 
 class RestoreForm(RequestForm):

@@ -12,10 +12,12 @@ from flask_login import current_user, logout_user
 from ...models import password_fingerprint
 from ...security import admin_required, bearer_token, wants_json
 from ..errors import BackupError, BadRequestError, TooLargeError
+from ..jobs.runner import wait_for_job
 from ..restore_service import listed_source, session_still_valid, start_restore, upload_source
+from ..service import BackupService
 from ..units import human_size
-from ..verify import verify_listed_backup
-from .forms import RestoreForm
+from ..verify import start_verify
+from .forms import RestoreForm, VerifyForm
 from .http import actor_name, done, keep_form_errors, refused_form, request_fields
 
 bp = Blueprint("restore", __name__)
@@ -59,7 +61,18 @@ def restore_backup():
 @bp.route("/verify-backup/<path:filename>", methods=["POST"])
 @admin_required
 def verify_backup(filename):
-    verification = verify_listed_backup(filename, actor=actor_name())
+    form = VerifyForm(request_fields())
+    if not form.validate():
+        raise BadRequestError(form.refusal())
+    # Off the request thread, as every job; this request may wait for its outcome.
+    job = start_verify(listed_source(filename), actor=actor_name(), background=True)
+    if not form.wait.data:
+        return done({"job": BackupService.job(job.id)}, 202, "Verification started.", url_for("backup.system_backup"),
+                    wants_json=wants_json(), headers={"Location": url_for("backup.backup_job", job_id=job.id)})
+    finished = wait_for_job(job.id)
+    if finished.status != "succeeded":
+        raise BackupError(f"The verification of {filename} could not run: {finished.message}")
+    verification = BackupService.job(job.id)["result"]
     message = (f"Backup {filename} verified." if verification["ok"]
                else f"Backup {filename} failed verification: {verification['error']}")
     if not wants_json() and not verification["ok"]:
