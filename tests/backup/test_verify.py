@@ -1,14 +1,18 @@
 """Verification: checksums, signature and a test restore into a scratch database, by HTTP and CLI."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 import orjson
+import pytest
 
+from app.backup.archive import format
 from app.extensions import db
-from app.models import BackupJob
-from support.archives import build_archive, legacy_archive, sample_tables, snapshot
-from support.restoring import create_backup
+from app.models import BackupJob, BackupRecord
+from support.archives import build_archive, legacy_archive, sample_tables, sha256, snapshot, write_zip
+from support.backup import archive_members, resign, seed_sample_rows
+from support.restoring import backup_names, create_backup, restore_listed
 
 
 def put_in_store(app, archive, name="cyberquest_backup_20250101_000000.zip") -> str:
@@ -100,3 +104,81 @@ def test_cli_verify_of_an_original_archive_needs_trust_unsigned(app, env, tmp_pa
     verification = orjson.loads(accepted.stdout)["verification"]
     assert verification["signature"] == "absent" and verification["checksums"] == "absent"
     assert verification["record_counts"]["users"] == 3
+
+
+# --- A listed backup is what was recorded (issue 15, item 4) ---------------------------------------
+
+def overwrite_with_recomputed_checksums(app, filename: str, *, keep_signature: bool) -> None:
+    """Replace a listed backup's file with altered rows whose checksums are recomputed (as an attacker can)."""
+    path = f"{app.config['BACKUP_DIRECTORY']}/{filename}"
+    members = archive_members(path)
+    data = members[format.DATA_MEMBER].replace(b'"username":"ann"', b'"username":"mallory"')
+    assert data != members[format.DATA_MEMBER]
+    metadata = orjson.loads(members[format.METADATA_MEMBER])
+    metadata["checksums"][format.DATA_MEMBER] = sha256(data)
+    if not keep_signature:
+        del metadata["signature"]
+    write_zip(path, {format.DATA_MEMBER: data, format.METADATA_MEMBER: orjson.dumps(metadata),
+                     format.APP_INFO_MEMBER: members[format.APP_INFO_MEMBER]})
+
+
+def test_the_sha256_of_a_new_backup_is_recorded(app, env):
+    filename = create_backup(app)
+    with app.app_context():
+        recorded = db.session.get(BackupRecord, filename).sha256
+    with open(f"{app.config['BACKUP_DIRECTORY']}/{filename}", "rb") as fh:
+        assert recorded == hashlib.sha256(fh.read()).hexdigest()
+
+
+@pytest.mark.parametrize("keep_signature", [False, True], ids=["signature-removed", "signature-kept"])
+def test_a_listed_backup_overwritten_with_recomputed_checksums_fails_verify(app, client, env, keep_signature):
+    seed_sample_rows(app)
+    filename = create_backup(app)
+    overwrite_with_recomputed_checksums(app, filename, keep_signature=keep_signature)
+    assert filename in backup_names(app)  # still listed: its record says it was made here
+
+    verification = verify(client, env["headers"], filename).get_json()["verification"]
+    assert verification["ok"] is False
+    assert verification["sha256"] == "failed"
+    assert "not the file that was recorded" in verification["error"]
+    assert listed(client, env["headers"], filename)["verified"] is False
+
+    cli = app.test_cli_runner().invoke(args=["backup", "verify", filename])
+    assert cli.exit_code == 1 and "not the file that was recorded" in cli.stderr
+
+
+def test_a_restore_of_a_listed_backup_that_was_overwritten_is_refused_and_changes_nothing(app, client, env):
+    seed_sample_rows(app)
+    filename = create_backup(app)
+    overwrite_with_recomputed_checksums(app, filename, keep_signature=False)
+    before = snapshot(app)
+    response = restore_listed(client, env["headers"], filename, mode="replace", trust_unsigned="1")
+    assert response.status_code == 422
+    assert "not the file that was recorded" in response.get_json()["error"]
+    assert snapshot(app) == before
+
+
+def test_a_signature_present_but_invalid_fails_verification_even_for_an_accepted_backup(app, client, env):
+    made = create_backup(app)
+    store = app.config["BACKUP_DIRECTORY"]
+    foreign = "cyberquest_backup_20200101_000000.zip"
+    write_zip(f"{store}/{foreign}", resign(archive_members(f"{store}/{made}"), b"someone else's key"))
+    with app.app_context():
+        db.session.add(BackupRecord(filename=foreign, accepted=True))  # listed before hashes were recorded
+        db.session.commit()
+    verification = verify(client, env["headers"], foreign).get_json()["verification"]
+    assert verification["signature"] == "invalid" and verification["sha256"] == "not recorded"
+    assert verification["ok"] is False
+    assert "its signature does not match this instance's key" in verification["error"]
+
+
+def test_verifying_a_backup_listed_before_hashes_were_recorded_records_its_hash(app, client, env):
+    filename = create_backup(app)
+    with app.app_context():
+        db.session.get(BackupRecord, filename).sha256 = None
+        db.session.commit()
+    first = verify(client, env["headers"], filename).get_json()["verification"]
+    assert first["ok"] is True and first["sha256"] == "not recorded"
+    with app.app_context():
+        assert db.session.get(BackupRecord, filename).sha256 is not None
+    assert verify(client, env["headers"], filename).get_json()["verification"]["sha256"] == "ok"
