@@ -256,7 +256,8 @@ def _audit(actor: str | None, source: ArchiveSource, options: RestoreOptions, re
         db.session.rollback()
         audit.record(actor or "cli", "backup.restore", source.label,
                      {"mode": options.mode, "tables": result["tables"], "on_conflict": options.on_conflict,
-                      "safety_backup": result["safety_backup"]})
+                      "safety_backup": result["safety_backup"], "security_changes": result["security_changes"],
+                      "neutralised_tokens": result["neutralised_tokens"]})
     except Exception:  # the restore is committed; a missing audit line must not turn it into a failure
         db.session.rollback()
         log.warning("could not write the audit entry of a restore", exc_info=True)

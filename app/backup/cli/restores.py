@@ -10,6 +10,7 @@ import click
 import orjson
 
 from ..errors import BackupError
+from ..restore.accounts import describe_security_changes
 from ..restore.options import CONFLICT_POLICIES, MODES, RestoreOptions, parse_tables
 from ..restore_service import cli_source, start_restore
 from ..verify import verify_source
@@ -37,6 +38,10 @@ def _describe(result: dict, verb: str) -> list[str]:
                      f"{counts['skipped']} skipped, {counts['deleted']} deleted")
     for group in result["skipped_reasons"]:
         lines.append(f"  skipped {group['count']} {group['table']} row(s): {group['reason']}")
+    for phrase in describe_security_changes(result.get("security_changes") or {}):
+        lines.append(f"  WARNING accounts {phrase}")
+    if result.get("neutralised_tokens"):
+        lines.append(f"  {result['neutralised_tokens']} mailed link(s) from the unsigned archive stored as used")
     if result.get("safety_backup"):
         lines.append(f"Safety backup: {result['safety_backup']} (restore it in replace mode to undo).")
     return lines

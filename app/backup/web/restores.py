@@ -13,6 +13,7 @@ from ...models import password_fingerprint
 from ...security import admin_required, bearer_token, wants_json
 from ..errors import BackupError, BadRequestError, TooLargeError
 from ..jobs.runner import wait_for_job
+from ..restore.accounts import describe_security_changes
 from ..restore_service import listed_source, session_still_valid, start_restore, upload_source
 from ..service import BackupService
 from ..units import human_size
@@ -96,6 +97,11 @@ def _summary(verb: str, result: dict) -> str:
         if changed:
             parts.append(f"{table}: " + ", ".join(f"{v} {k}" for k, v in changed.items()))
     text = f"{verb} ({result['mode']}): " + ("; ".join(parts) or "nothing to change") + "."
+    accounts = describe_security_changes(result.get("security_changes") or {})
+    if accounts:
+        text += " Accounts: " + "; ".join(accounts) + "."
+    if result.get("neutralised_tokens"):
+        text += f" {result['neutralised_tokens']} mailed link(s) from the unsigned archive stored as already used."
     if result.get("safety_backup"):
         text += f" Safety backup: {result['safety_backup']}."
     return text

@@ -264,3 +264,19 @@ def test_uploads_wait_in_the_configured_directory_and_are_gone_afterwards(app, c
     assert job["status"] == "succeeded", job
     assert as_archive_rows(app) == expected_rows(sample_tables())
     assert uploads.is_dir() and not any(uploads.iterdir())
+
+
+def test_a_browser_preview_warns_on_the_page_which_accounts_the_restore_would_change(app, admin_client, env,
+                                                                                    tmp_path):
+    # The sample archive holds another admin password for "admin" and two accounts this instance lacks.
+    archive = build_archive(tmp_path / "c.zip", key=env["key"], schema_revision=env["revision"])
+    before = snapshot(app)
+    response = browser_form(admin_client, archive, password=ADMIN_PASSWORD, dry_run="1")
+    assert response.status_code == 302
+    page = admin_client.get("/admin/system-backup").get_data(as_text=True)
+    assert "Accounts: passwords changed: admin." in page  # the flashed summary
+    warning = page[page.index('id="restore-security-changes"'):page.index("</div>", page.index(
+        'id="restore-security-changes"'))]
+    assert "restoring this would change" in warning and "Passwords changed: admin" in warning
+    assert page.index('id="restore-security-changes"') < page.index('id="restore-form"')
+    assert snapshot(app) == before
