@@ -1,7 +1,8 @@
 """Reading a backup archive without trusting it: structure, limits, metadata, signature, rows.
 
 ``Archive.open`` checks everything that can be checked without reading the rows:
-the file's size, the ZIP's members and their names, the declared sizes and
+the file's size, the ZIP's end record (``directory``: before zipfile parses the
+central directory), the ZIP's members and their names, the declared sizes and
 compression ratios, the metadata (format version, checksums, signature) and the
 small ``app_info.json`` member. ``Archive.events`` then streams
 ``database_backup.json`` as ``(kind, value)`` events (see ``layout``) while the
@@ -16,11 +17,13 @@ import hmac
 import os
 import re
 import zipfile
+from collections import Counter
 from typing import BinaryIO, Iterator
 
 from . import format
 from ..errors import ArchiveError, BackupError, TooLargeError
 from ..units import human_size
+from .directory import check_directory
 from .inflater import MemberInflater
 from .layout import ROWS, TABLE, VALUES, LayoutMismatch, RowsDecoder, fast_events, json_events
 from .limits import Limits
@@ -101,6 +104,7 @@ class Archive:
         self._check_signature(signing_key, trust_unsigned)
 
     def _check_members(self) -> dict[str, zipfile.ZipInfo]:
+        check_directory(self.fh)
         try:
             with zipfile.ZipFile(self.fh) as zf:
                 infos = zf.infolist()
@@ -114,7 +118,7 @@ class Archive:
             if normalized.startswith("/") or re.match(r"[A-Za-z]:", normalized) or \
                     ".." in normalized.split("/"):
                 raise ArchiveError(f"The archive holds a member with an unsafe path: {name!r}.")
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
         if duplicates:
             raise ArchiveError(f"The archive holds {', '.join(duplicates)} more than once.")
         unexpected = [name for name in names if name not in format.MEMBERS]

@@ -44,6 +44,7 @@ from . import format
 from ..errors import ArchiveError
 from ..schema import parents_among
 from .deflate import COMPRESS_LEVEL, ParallelDeflater
+from .directory import check_directory
 from .pipeline import Handoff
 
 ProgressCallback = Callable[[float, str], None]
@@ -231,9 +232,10 @@ def write_archive(fileobj: BinaryIO, source: RowSource, tables: Sequence[Table],
 def read_metadata(fileobj: BinaryIO) -> dict:
     """The parsed ``backup_metadata.json`` of an archive, reading only the ZIP directory and that member.
 
-    Raises ``ArchiveError`` when the file is not a ZIP, lacks the member, or the
-    member is not a JSON object.
+    Raises ``ArchiveError`` when the file is not a ZIP, has a central directory no
+    backup has, lacks the member, or the member is not a JSON object.
     """
+    check_directory(fileobj)
     try:
         with zipfile.ZipFile(fileobj) as zf:
             try:
