@@ -8,11 +8,14 @@ import orjson
 import pytest
 
 from app.backup.archive import format
+from app.backup.jobs.lock import VERIFY_LOCK, acquire_exclusive, release_exclusive
+from app.backup.jobs.runner import create_job
 from app.extensions import db
 from app.models import BackupJob, BackupRecord
 from support.archives import build_archive, legacy_archive, sample_tables, sha256, snapshot, write_zip
 from support.backup import archive_members, resign, seed_sample_rows
 from support.restoring import backup_names, create_backup, restore_listed
+from support.web import wait_for_job
 
 
 def put_in_store(app, archive, name="cyberquest_backup_20250101_000000.zip") -> str:
@@ -182,3 +185,38 @@ def test_verifying_a_backup_listed_before_hashes_were_recorded_records_its_hash(
     with app.app_context():
         assert db.session.get(BackupRecord, filename).sha256 is not None
     assert verify(client, env["headers"], filename).get_json()["verification"]["sha256"] == "ok"
+
+
+# --- One verification at a time, off the request thread (issue 15, item 11) ------------------------------
+
+def test_verification_runs_as_a_background_job_the_request_can_leave_to_run(app, client, env):
+    seed_sample_rows(app)
+    filename = create_backup(app)
+    response = client.post(f"/admin/verify-backup/{filename}", headers=env["headers"], data={"wait": "0"})
+    assert response.status_code == 202
+    job = response.get_json()["job"]
+    assert job["kind"] == "verify" and job["status"] in ("queued", "running")
+    assert response.headers["Location"].endswith(f"/admin/backup-jobs/{job['id']}")
+    finished = wait_for_job(client, env["headers"], response.headers["Location"])
+    assert finished["status"] == "succeeded" and finished["result"]["ok"] is True
+    assert listed(client, env["headers"], filename)["verified"] is True
+
+
+def test_a_second_verification_while_one_runs_is_409_with_that_job(app, client, env):
+    filename = create_backup(app)
+    with app.app_context():
+        running = create_job("verify", "someone")
+        acquire_exclusive(running.id, VERIFY_LOCK)
+        running_id = running.id
+    response = verify(client, env["headers"], filename)
+    assert response.status_code == 409
+    assert response.get_json()["job"]["id"] == running_id
+    assert "Another verification is running" in response.get_json()["error"]
+    cli = app.test_cli_runner().invoke(args=["backup", "verify", filename])
+    assert cli.exit_code == 1 and "Another verification is running" in cli.stderr
+    # A verification takes nothing from backups and restores: they still run.
+    assert client.post("/admin/create-backup", headers=env["headers"], data={"wait": "1"}).status_code == 201
+    with app.app_context():
+        release_exclusive(running_id, VERIFY_LOCK)
+        assert db.session.query(BackupJob).filter_by(kind="verify").count() == 1
+    assert verify(client, env["headers"], filename).status_code == 200
