@@ -35,6 +35,12 @@ SMALL_MEMBER_MAX = 1024 * 1024
 _CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
 
 
+def _names(tables: list[str]) -> str:
+    """Table names for a message, quoted (they come from the archive), at most ten."""
+    shown = ", ".join(repr(name[:80]) for name in tables[:10])
+    return shown + (f" and {len(tables) - 10} more" if len(tables) > 10 else "")
+
+
 class Archive:
     """A backup archive opened for reading; every check short of the rows has passed.
 
@@ -177,9 +183,11 @@ class Archive:
 
         tables = meta.get("tables") if not self.legacy else meta.get("tables_included", meta.get("tables"))
         if tables is not None:
-            if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables) \
-                    or len(set(tables)) != len(tables):
-                raise ArchiveError("The metadata's table list is not a list of distinct table names.")
+            if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+                raise ArchiveError("The metadata's table list is not a list of table names.")
+            repeated = sorted(name for name, count in Counter(tables).items() if count > 1)
+            if repeated:
+                raise ArchiveError(f"The metadata's table list names {_names(repeated)} more than once.")
         elif not self.legacy:
             raise ArchiveError("The archive's metadata has no table list.")
         self.declared_tables = tables
@@ -189,10 +197,17 @@ class Archive:
             if not isinstance(counts, dict) or not all(type(v) is int and v >= 0 for v in counts.values()):
                 raise ArchiveError("The metadata's record_counts is not a map of table names to row counts.")
             if tables is not None and set(counts) != set(tables):
-                raise ArchiveError("The metadata's record_counts does not name the same tables as its table list.")
+                # Name the tables: the one the metadata disagrees about is what the user must look at.
+                unlisted = sorted(set(counts) - set(tables))
+                uncounted = [name for name in tables if name not in counts]
+                parts = ([f"its record_counts names {_names(unlisted)}, which its table list lacks"] if unlisted
+                         else []) + ([f"its table list names {_names(uncounted)}, which its record_counts lacks"]
+                                     if uncounted else [])
+                raise ArchiveError("The archive's metadata disagrees with itself: " + "; ".join(parts) + ".")
             total = meta.get("total_records")
             if total is not None and total != sum(counts.values()):
-                raise ArchiveError("The metadata's total_records does not equal the sum of its record_counts.")
+                raise ArchiveError(f"The metadata's total_records ({total!r}) does not equal the sum of its "
+                                   f"record_counts ({sum(counts.values())}).")
         elif not self.legacy:
             raise ArchiveError("The archive's metadata has no record_counts.")
         self.record_counts = counts
