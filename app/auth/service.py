@@ -88,11 +88,13 @@ def is_locked_out(username_or_email: str, ip_address: str | None, user: User | N
     return False
 
 
-def authenticate(username_or_email: str, password: str, ip_address: str | None, user_agent: str | None) -> User | None:
+def authenticate(username_or_email: str, password: str, ip_address: str | None, user_agent: str | None,
+                 *, logs_in: bool = True) -> User | None:
     """Check credentials, record the attempt, and return the user on success.
 
     Wrong password, unknown user, inactive and locked-out accounts all return None,
-    so callers show the same generic message for each.
+    so callers show the same generic message for each. ``logs_in=False`` (a
+    password re-entered to confirm an action) leaves ``last_login`` as it was.
     """
     candidate = find_user(username_or_email)
     user = None
@@ -105,7 +107,7 @@ def authenticate(username_or_email: str, password: str, ip_address: str | None, 
         success=user is not None,
         user_agent=(user_agent or "")[:1000] or None,
     ))
-    if user is not None:
+    if user is not None and logs_in:
         user.last_login = utcnow()
     db.session.commit()
     return user

@@ -8,6 +8,7 @@ Bearer requests carry none.
 """
 from __future__ import annotations
 
+from flask import request
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import Field, PasswordField, StringField
@@ -15,7 +16,7 @@ from wtforms.validators import StopValidation, ValidationError
 
 from config import parse_flag
 
-from ...security import verify_password
+from ...auth.service import authenticate, is_locked_out
 from ..errors import BadRequestError
 from ..restore.options import RestoreOptions, parse_tables
 from ..schedule.validation import UNKNOWN_FIELD, parse_setting, submitted_fields
@@ -84,8 +85,10 @@ class RestoreForm(RequestForm):
     Fields are declared in the order they are checked. After ``validate``,
     ``options`` holds the validated ``RestoreOptions`` (checked after the mode and
     the flags, before the confirmation; its error belongs to no single field).
-    A session request passes the admin's ``password_hash`` and must carry the
-    current password; a Bearer request passes None.
+    A session request passes the admin's username (``session_username``) and must
+    carry the admin's current password, checked as a login is: it counts toward
+    the login lock-out and is recorded in ``login_attempts``. A Bearer request
+    passes None.
     """
 
     mode = StringField(filters=[_text])
@@ -99,9 +102,9 @@ class RestoreForm(RequestForm):
     backup_file = FileField()
     wait = FlagField()
 
-    def __init__(self, fields: dict | None, *, password_hash: str | None):
+    def __init__(self, fields: dict | None, *, session_username: str | None):
         super().__init__(fields)
-        self.password_hash = password_hash
+        self.session_username = session_username
         self.options: RestoreOptions | None = None
 
     def validate(self, extra_validators=None) -> bool:
@@ -131,12 +134,16 @@ class RestoreForm(RequestForm):
             raise ValidationError(f"To restore, the field 'confirm' must equal the mode ({self.mode.data!r}).")
 
     def validate_password(self, field):
-        """A session request carries the admin's current password."""
-        if self.password_hash is None:
+        """A session request carries the admin's current password: a login attempt, locked out as one."""
+        if self.session_username is None:
             return
         if not field.data:
             raise StopValidation("Enter your current password to confirm the restore.")
-        if not verify_password(self.password_hash, field.data):
+        ip, agent = request.remote_addr, request.headers.get("User-Agent")
+        if authenticate(self.session_username, field.data, ip, agent, logs_in=False) is None:
+            if is_locked_out(self.session_username, ip):
+                raise ValidationError("Too many wrong passwords: the account is locked for a while; the restore "
+                                      "was not started.")
             raise ValidationError("The password is not correct; the restore was not started.")
 
     def validate_filename(self, field):

@@ -12,6 +12,7 @@ from flask_login import current_user, logout_user
 from ...models import password_fingerprint
 from ...security import admin_required, bearer_token, wants_json
 from ..errors import BackupError, BadRequestError, TooLargeError
+from ..jobs.lock import refuse_while_locked
 from ..jobs.runner import wait_for_job
 from ..restore.accounts import describe_security_changes
 from ..restore_service import listed_source, session_still_valid, start_restore, upload_source
@@ -32,9 +33,12 @@ _FORM_OVERHEAD = 1024 * 1024
 @admin_required
 def restore_backup():
     _refuse_oversized_body()
+    # Before the password step, which writes a login attempt: a restore holding SQLite's write lock
+    # would make it wait, where the request is to be refused at once.
+    refuse_while_locked()
     # A session must confirm with the admin's password; a Bearer token is proof enough.
     form = RestoreForm(request_fields(uploads=True),
-                       password_hash=None if bearer_token() else current_user.password_hash)
+                       session_username=None if bearer_token() else current_user.username)
     if not form.validate():
         if not wants_json():
             keep_form_errors(form)
