@@ -2,8 +2,8 @@
 
 ``AccountChanges`` compares the ``users`` table before and after a restore with a
 few set-based queries: a temporary copy of the accounts before (kept by the
-dialect), then one join each for the new admins, the changed accounts and the
-removed ones. Accounts are matched by username, the name an admin knows them by.
+dialect), then one outer join for the new and the changed accounts and one for
+the removed ones. Accounts are matched by username, the name an admin knows them by.
 
 An archive not signed by this instance may carry password-reset or e-mail
 verification rows whose link its maker knows. ``link_neutraliser`` gives, for
@@ -50,15 +50,17 @@ class AccountChanges:
         admin, active, password = q("is_admin"), q("is_active"), q("password_hash")
         changes = no_security_changes()
         cursor = target.cursor
-        cursor.execute(f"SELECT u.{name} FROM {users} u LEFT JOIN {before} b ON b.{name} = u.{name} "
-                       f"WHERE b.{name} IS NULL AND u.{admin}")
-        changes["new_admins"] = [row[0] for row in cursor.fetchall()]
         new_password = target.text_differs(f"b.{password}", f"u.{password}")
-        cursor.execute(f"SELECT u.{name}, b.{admin}, u.{admin}, b.{active}, u.{active}, "
-                       f"CASE WHEN {new_password} THEN 1 ELSE 0 END FROM {users} u JOIN {before} b "
-                       f"ON b.{name} = u.{name} WHERE b.{admin} <> u.{admin} OR b.{active} <> u.{active} "
-                       f"OR {new_password}")
-        for username, was_admin, is_admin, was_active, is_active, new_hash in cursor.fetchall():
+        # One pass over the accounts now: the new ones that are admins, and those that changed.
+        cursor.execute(f"SELECT u.{name}, CASE WHEN b.{name} IS NULL THEN 1 ELSE 0 END, b.{admin}, u.{admin}, "
+                       f"b.{active}, u.{active}, CASE WHEN {new_password} THEN 1 ELSE 0 END "
+                       f"FROM {users} u LEFT JOIN {before} b ON b.{name} = u.{name} "
+                       f"WHERE (b.{name} IS NULL AND u.{admin}) OR b.{admin} <> u.{admin} "
+                       f"OR b.{active} <> u.{active} OR {new_password}")
+        for username, is_new, was_admin, is_admin, was_active, is_active, new_hash in cursor.fetchall():
+            if is_new:
+                changes["new_admins"].append(username)
+                continue
             if is_admin and not was_admin:
                 changes["admin_granted"].append(username)
             if was_admin and not is_admin:
