@@ -23,7 +23,7 @@ from typing import BinaryIO, Iterator
 from . import format
 from ..errors import ArchiveError, BackupError, TooLargeError
 from ..units import human_size
-from .directory import check_directory
+from .directory import checked
 from .inflater import MemberInflater
 from .layout import ROWS, TABLE, VALUES, LayoutMismatch, RowsDecoder, fast_events, json_events
 from .limits import Limits
@@ -110,9 +110,8 @@ class Archive:
         self._check_signature(signing_key, trust_unsigned)
 
     def _check_members(self) -> dict[str, zipfile.ZipInfo]:
-        check_directory(self.fh)
         try:
-            with zipfile.ZipFile(self.fh) as zf:
+            with zipfile.ZipFile(checked(self.fh)) as zf:
                 infos = zf.infolist()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
             raise ArchiveError(f"The file is not a valid ZIP archive ({exc}).") from exc

@@ -44,7 +44,7 @@ from . import format
 from ..errors import ArchiveError
 from ..schema import parents_among
 from .deflate import COMPRESS_LEVEL, ParallelDeflater
-from .directory import check_directory
+from .directory import checked
 from .pipeline import Handoff
 
 ProgressCallback = Callable[[float, str], None]
@@ -235,9 +235,8 @@ def read_metadata(fileobj: BinaryIO) -> dict:
     Raises ``ArchiveError`` when the file is not a ZIP, has a central directory no
     backup has, lacks the member, or the member is not a JSON object.
     """
-    check_directory(fileobj)
     try:
-        with zipfile.ZipFile(fileobj) as zf:
+        with zipfile.ZipFile(checked(fileobj)) as zf:
             try:
                 info = zf.getinfo(format.METADATA_MEMBER)
             except KeyError:
