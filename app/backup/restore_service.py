@@ -4,10 +4,11 @@ Orchestration only: the archive is read by ``reader``, written by ``restore``;
 backups are made through ``BackupService``; the one-at-a-time lock and progress
 come from ``jobs``.
 
-Order of a restore: the request is validated (options, archive structure,
-metadata, signature, schema, and a replace's orphan check) before any job exists,
-so most mistakes answer at once with 400/404/413/422 and none costs a backup; the
-plan this makes is the one the restore follows. Then, as a job holding the lock:
+Order of a restore: the request is validated (a listed backup's recorded SHA-256,
+options, archive structure, metadata, signature, schema, and a replace's orphan
+check) before any job exists, so most mistakes answer at once with
+400/404/413/422 and none costs a backup; the plan this makes is the one the
+restore follows. Then, as a job holding the lock:
 the safety backup (``trigger`` pre-restore), the restore in one transaction, an
 audit entry. If the restore is refused or fails, the safety backup it took is
 deleted again: the database was rolled back, so the request changed nothing.

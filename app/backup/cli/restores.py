@@ -98,8 +98,9 @@ def register(group) -> None:
             click.echo(orjson.dumps({"verification": verification}, option=orjson.OPT_INDENT_2).decode())
         else:
             counts = ", ".join(f"{t} {n}" for t, n in verification["record_counts"].items())
-            click.echo(f"{verification['filename']}: checksums {verification['checksums']}, signature "
-                       f"{verification['signature']}" + (f", test restore: {counts}" if counts else ""))
+            click.echo(f"{verification['filename']}: sha256 {verification['sha256']}, checksums "
+                       f"{verification['checksums']}, signature {verification['signature']}"
+                       + (f", test restore: {counts}" if counts else ""))
         if not verification["ok"]:
             raise click.ClickException(f"{verification['filename']} is bad: {verification['error']}")
         if not as_json:
