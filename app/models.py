@@ -217,6 +217,8 @@ class BackupRecord(db.Model):
     verified_at = db.Column(UTCDateTime, nullable=True)
     verification = db.Column(db.Text, nullable=True)
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
+    # Hex SHA-256 of the whole file as made or accepted: verify and restore refuse a file that differs.
+    sha256 = db.Column(db.String(64), nullable=True)
 
 
 class BackupSchedule(db.Model):

@@ -1,10 +1,11 @@
-"""What a replace restore does to the app's own rows beside the data tables: API tokens and audit entries.
+"""What a restore does to the app's own rows beside the data tables: API tokens and audit entries.
 
 The restore engine replaces the CyberQuest tables and knows nothing of the app's
 tokens or audit log; ``register`` hands it this policy as a replace hook
-(``app.backup.restore.hooks``): tokens and audit entries of accounts still present
-afterwards (same id, same username) are kept, the rest go, in the restore's
-transaction.
+(``app.backup.restore.hooks``): after a replace, tokens and audit entries of
+accounts still present (same id, same username) are kept, the rest go; after a
+merge that overwrites users, the tokens of an id that now belongs to someone else
+go, as a replace would drop them. All in the restore's transaction.
 """
 from __future__ import annotations
 
@@ -12,16 +13,20 @@ from .backup.restore.hooks import register_replace_hook
 from .models import ApiToken, AuditLog, User
 
 
-def keep_rows_of_accounts_still_present(connection, replaced: frozenset):
-    """Replace hook: note each API token's owner now; once the users are replaced, drop what lost its account.
+def keep_rows_of_accounts_still_present(connection, replaced: frozenset, overwritten: frozenset):
+    """Replace hook: note each API token's owner now; once the users are written, drop what lost its account.
 
-    An id alone is not enough: after a replace the id may belong to someone
-    else, and a token must never start authenticating another person.
+    An id alone is not enough: after a replace, or a merge that overwrites users,
+    the id may belong to someone else, and a token must never start
+    authenticating another person.
     """
-    if User.__tablename__ not in replaced:
-        return None
-    owners = _token_owners(connection)
-    return lambda: _forget_rows_of_removed_accounts(connection, owners)
+    if User.__tablename__ in replaced:
+        owners = _token_owners(connection)
+        return lambda: _forget_rows_of_removed_accounts(connection, owners)
+    if User.__tablename__ in overwritten:
+        owners = _token_owners(connection)
+        return lambda: _forget_tokens_of_removed_accounts(connection, owners)
+    return None
 
 
 def _token_owners(connection) -> dict[int, tuple[int, str | None]]:
@@ -33,14 +38,18 @@ def _token_owners(connection) -> dict[int, tuple[int, str | None]]:
     return {row[0]: (row[1], row[2]) for row in connection.cursor.fetchall()}
 
 
-def _forget_rows_of_removed_accounts(connection, token_owners: dict) -> None:
-    q = connection.q
+def _forget_tokens_of_removed_accounts(connection, token_owners: dict) -> None:
     owner_ids = {user_id for user_id, _ in token_owners.values()}
     now = dict(connection.select_where_in(User.__tablename__, ["id", "username"], "id", owner_ids)) \
         if owner_ids else {}
     doomed = [token_id for token_id, (user_id, username) in token_owners.items()
               if user_id not in now or now[user_id] != username]
     connection.delete_where_in(ApiToken.__tablename__, "id", doomed)
+
+
+def _forget_rows_of_removed_accounts(connection, token_owners: dict) -> None:
+    q = connection.q
+    _forget_tokens_of_removed_accounts(connection, token_owners)
     audit, users = q(AuditLog.__tablename__), q(User.__tablename__)
     connection.cursor.execute(
         f"DELETE FROM {audit} WHERE {q('actor_id')} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {users} u "

@@ -68,10 +68,12 @@ def _account_names(username_or_email: str, user: User | None) -> list[str]:
     return sorted(names)
 
 
-def _over_failure_limits(account_names: list[str], ip_address: str | None) -> bool:
-    """True when recent failures for this account or this network, counting the attempt just recorded, pass the limits.
+def _over_failure_limits(account_names: list[str], ip_address: str | None, *, allowed_extra: int = 1) -> bool:
+    """True when recent failures for this account or this network reach the limits plus ``allowed_extra``.
 
-    The attempts live in the database, so the lock holds across processes.
+    ``allowed_extra=1`` asks about an attempt just recorded (it may be the last allowed
+    one); ``0`` asks whether the next attempt would be refused. The attempts live in
+    the database, so the lock holds across processes.
     """
     config = current_app.config
     since = utcnow() - timedelta(minutes=config["LOGIN_LOCKOUT_MINUTES"])
@@ -81,21 +83,29 @@ def _over_failure_limits(account_names: list[str], ip_address: str | None) -> bo
     account_failures = db.session.execute(
         recent_failures.where(func.lower(LoginAttempt.username_or_email).in_(account_names))
     ).scalar_one()
-    if account_failures > config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]:
+    if account_failures >= config["LOGIN_MAX_FAILURES_PER_ACCOUNT"] + allowed_extra:
         return True
     if ip_address:
         ip_failures = db.session.execute(recent_failures.where(_same_network(ip_address))).scalar_one()
-        if ip_failures > config["LOGIN_MAX_FAILURES_PER_IP"]:
+        if ip_failures >= config["LOGIN_MAX_FAILURES_PER_IP"] + allowed_extra:
             return True
     return False
 
 
-def authenticate(username_or_email: str, password: str, ip_address: str | None, user_agent: str | None) -> User | None:
+def is_locked_out(username_or_email: str, ip_address: str | None) -> bool:
+    """True when the next attempt for this account or from this network would be refused by the lock-out."""
+    return _over_failure_limits(_account_names(username_or_email, find_user(username_or_email)),
+                                client_address(ip_address), allowed_extra=0)
+
+
+def authenticate(username_or_email: str, password: str, ip_address: str | None, user_agent: str | None,
+                 *, logs_in: bool = True) -> User | None:
     """Check credentials, record the attempt, and return the user on success.
 
     Wrong password, unknown user, inactive and locked-out accounts all return None
     after the same work (one argon2 check), so neither the message nor the time
-    taken tells them apart.
+    taken tells them apart. ``logs_in=False`` (a password re-entered to confirm an
+    action) leaves ``last_login`` as it was.
     """
     candidate = find_user(username_or_email)
     # All read before the commit below expires them: reloading for known accounts only would show in the timing.
@@ -117,6 +127,7 @@ def authenticate(username_or_email: str, password: str, ip_address: str | None, 
     if not (matches and usable):
         return None
     attempt.success = True
-    candidate.last_login = utcnow()
+    if logs_in:
+        candidate.last_login = utcnow()
     db.session.commit()
     return candidate

@@ -1,18 +1,18 @@
 """Key rotation: every listed archive re-encrypted to the current ``BACKUP_ENCRYPTION_KEY`` (``flask backup rekey``).
 
-Each listed archive not yet under the current key (clear ones included) is
-opened with the keyring, so its authentication codes, CRCs and checksums are
-checked as it is read; written again beside itself under the current key
+Each listed archive not yet under the current key (clear ones included) must be
+the file recorded (its SHA-256); it is opened with the keyring, so its
+authentication codes, CRCs and checksums are checked as it is read; written again beside itself under the current key
 (``archive.rewrite``); and swapped in by ``Storage.replacing_writer`` in one
 atomic step. A crash at any moment leaves the old file whole and listed. The
 members' content is unchanged, so the checksums and the signature still hold;
-the new file's SHA-256 goes into the ``backup.rekey`` audit entry. Each archive
+the new file's SHA-256 is recorded on the backup (so verify and restore accept the
+new file) and goes into the ``backup.rekey`` audit entry. Each archive
 is rewritten holding the one-at-a-time lock, so no backup, restore or prune
 touches it meanwhile.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from .archive.reader import Archive
 from .archive.rewrite import rewrite_archive
 from .errors import BackupError, BadRequestError
 from .jobs.lock import acquire_exclusive, release_exclusive
+from .restore_service import listed_source
 from .service import BackupService
 
 log = logging.getLogger(__name__)
@@ -64,18 +65,21 @@ def _rekey(service: BackupService, filename: str, keyring: Keyring, dry_run: boo
         # Before the file is opened: a prune must not delete it while its replacement is written.
         acquire_exclusive(lock_id)
     try:
-        with service.storage.open_read(filename) as fh, \
-                Archive.open(fh, limits=Limits.from_config(service.app.config), signing_key=service.signing_key,
-                             trust_unsigned=True, keyring=keyring) as archive:
-            if archive.passphrase == keyring.current:
-                return RekeyOutcome(filename, CURRENT, dry_run=dry_run)
-            action = REKEYED if archive.encrypted else ENCRYPTED
-            if dry_run:
-                return RekeyOutcome(filename, action, dry_run=True)
-            with service.storage.replacing_writer(filename) as pending:
-                rewrite_archive(archive, pending.file, keyring.current)
-                pending.file.seek(0)
-                sha256 = hashlib.file_digest(pending.file, "sha256").hexdigest()
+        with service.storage.open_read(filename) as fh:
+            # A file changed in the store is refused, not re-encrypted and recorded as if it were the backup.
+            listed_source(filename).check_recorded_hash(fh)
+            with Archive.open(fh, limits=Limits.from_config(service.app.config), signing_key=service.signing_key,
+                              trust_unsigned=True, keyring=keyring) as archive:
+                if archive.passphrase == keyring.current:
+                    return RekeyOutcome(filename, CURRENT, dry_run=dry_run)
+                action = REKEYED if archive.encrypted else ENCRYPTED
+                if dry_run:
+                    return RekeyOutcome(filename, action, dry_run=True)
+                with service.storage.replacing_writer(filename) as pending:
+                    rewrite_archive(archive, pending.file, keyring.current)
+                    sha256 = pending.sha256()
+                # Right after the swap, still holding the lock: from now on the new file is the one recorded.
+                service.record_rewritten(filename, sha256)
     except BackupError as exc:
         log.info("could not re-encrypt %s: %s", filename, exc)
         return RekeyOutcome(filename, FAILED, exc.message, dry_run=dry_run)

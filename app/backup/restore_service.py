@@ -4,10 +4,11 @@ Orchestration only: the archive is read by ``reader``, written by ``restore``;
 backups are made through ``BackupService``; the one-at-a-time lock and progress
 come from ``jobs``.
 
-Order of a restore: the request is validated (options, archive structure,
-metadata, signature, schema, and a replace's orphan check) before any job exists,
-so most mistakes answer at once with 400/404/413/422 and none costs a backup; the
-plan this makes is the one the restore follows. Then, as a job holding the lock:
+Order of a restore: the request is validated (a listed backup's recorded SHA-256,
+options, archive structure, metadata, signature, schema, and a replace's orphan
+check) before any job exists, so most mistakes answer at once with
+400/404/413/422 and none costs a backup; the plan this makes is the one the
+restore follows. Then, as a job holding the lock:
 the safety backup (``trigger`` pre-restore), the restore in one transaction, an
 audit entry. If the restore is refused or fails, the safety backup it took is
 deleted again: the database was rolled back, so the request changed nothing.
@@ -32,7 +33,7 @@ from .archive import format
 from .audit import Actor
 from .jobs.lock import refuse_while_locked
 from .jobs.runner import JobHandle, JobWork, job_body, run_job
-from .errors import BackupError, BackupNotFoundError, BadRequestError, TooLargeError
+from .errors import ArchiveError, BackupError, BackupNotFoundError, BadRequestError, TooLargeError
 from .archive.encryption import Keyring
 from .archive.limits import Limits
 from .archive.reader import Archive
@@ -43,6 +44,7 @@ from .restore.options import RestoreOptions
 from .restore.plan import RestorePlan, plan_restore
 from .service import BackupService
 from .provenance import known_revisions
+from .storage.base import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,10 @@ COPY_CHUNK = 1024 * 1024
 class ArchiveSource:
     """An archive to read: a listed backup (by name) or a local file (maybe a temporary upload).
 
-    ``sha256`` is the file's digest (hex) when it was computed on the way in (an upload).
+    A listed backup carries the SHA-256 recorded when it was made or accepted
+    (``recorded_sha256``, None for one listed before hashes were recorded) and,
+    once opened, the hash of the file as it was read (``opened_sha256``).
+    ``sha256`` is the digest (hex) of an upload, computed on the way in.
     """
 
     label: str
@@ -62,6 +67,8 @@ class ArchiveSource:
     path: str | None = None
     temporary: bool = False
     sha256: str | None = None
+    recorded_sha256: str | None = None
+    opened_sha256: str | None = None
 
     def open(self, app) -> BinaryIO:
         """A seekable binary file of the archive; the caller closes it."""
@@ -74,6 +81,21 @@ class ArchiveSource:
         except OSError as exc:
             raise BackupError(f"The file {self.path} cannot be read ({exc.strerror}).") from exc
 
+    def check_recorded_hash(self, fh: BinaryIO) -> None:
+        """A listed backup: hash the open file and refuse it (422) when it is not the file recorded."""
+        if self.listed_name is None:
+            return
+        self.opened_sha256 = sha256_of(fh)
+        if self.tampered:
+            raise ArchiveError(f"{self.label} is not the file that was recorded when it was made or accepted "
+                               "(its SHA-256 differs): it was changed or replaced in the store.")
+
+    @property
+    def tampered(self) -> bool:
+        """Whether the file last opened differs from the one recorded."""
+        return (self.recorded_sha256 is not None and self.opened_sha256 is not None
+                and self.opened_sha256 != self.recorded_sha256)
+
     def discard(self) -> None:
         """Remove the file if it is a temporary upload."""
         if self.temporary and self.path:
@@ -85,8 +107,10 @@ class ArchiveSource:
 
 def listed_source(filename: str) -> ArchiveSource:
     """A listed backup; ``BackupNotFoundError`` (404) for any other name."""
-    backup = BackupService().get(filename)
-    return ArchiveSource(label=backup["filename"], listed_name=backup["filename"])
+    service = BackupService()
+    backup = service.get(filename)
+    return ArchiveSource(label=backup["filename"], listed_name=backup["filename"],
+                         recorded_sha256=service.recorded_sha256(filename))
 
 
 def cli_source(name_or_path: str) -> ArchiveSource:
@@ -110,7 +134,8 @@ def upload_source(stream: BinaryIO, filename: str | None, app=None) -> ArchiveSo
     limit = Limits.from_config(app.config).max_size
     directory = app.config.get("BACKUP_UPLOAD_DIRECTORY")
     if directory:
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    # mkstemp creates the file 0600: an upload holds every account's password hash.
     fd, path = tempfile.mkstemp(prefix="cyberquest-restore-", suffix=".zip", dir=directory)
     os.close(fd)
     size = 0
@@ -137,9 +162,10 @@ def upload_source(stream: BinaryIO, filename: str | None, app=None) -> ArchiveSo
 
 @contextmanager
 def open_archive(app, source: ArchiveSource, trust_unsigned: bool) -> Iterator[Archive]:
-    """The source opened and validated up to its rows (413/422 otherwise)."""
+    """The source opened and validated up to its rows (413/422 otherwise; a listed backup must be the file recorded)."""
     fh = source.open(app)
     try:
+        source.check_recorded_hash(fh)
         with Archive.open(fh, limits=Limits.from_config(app.config), signing_key=format.signing_key(app.config),
                           trust_unsigned=trust_unsigned, keyring=Keyring.from_config(app.config)) as archive:
             archive.label = source.label
@@ -257,7 +283,8 @@ def _audit(actor: Actor, source: ArchiveSource, options: RestoreOptions, signed:
         audit.record(actor, "backup.restore", source.label, {
             "mode": options.mode, "trust_unsigned": options.trust_unsigned, "signed": signed,
             "sha256": source.sha256, "source": "listed" if source.listed_name else "file",
-            "on_conflict": options.on_conflict, "tables": result["tables"], "safety_backup": result["safety_backup"]})
+            "on_conflict": options.on_conflict, "tables": result["tables"], "safety_backup": result["safety_backup"],
+            "security_changes": result["security_changes"], "neutralised_tokens": result["neutralised_tokens"]})
     except Exception:  # the restore is committed; a missing audit line must not turn it into a failure
         db.session.rollback()
         log.warning("could not write the audit entry of a restore", exc_info=True)

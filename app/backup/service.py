@@ -7,16 +7,15 @@ progress in ``jobs``.
 Changes made for an ``actor`` (a person, the CLI, the scheduler) are audited as
 theirs; the app's own clean-up (an unused safety backup) and set-up pass none.
 
-A backup is *listed* when its name is ``cyberquest_backup_YYYYMMDD_HHMMSS[_N].zip``,
-its metadata is readable, and it is either signed with this instance's key or
-was accepted (a ``BackupRecord`` with ``accepted=True``). Anything else in the
-store is neither listed nor served. An accepted archive encrypted with no known
-passphrase is listed as ``encrypted`` with nothing else read from it.
+Which files are listed backups is ``catalogue``'s rule (signed by this instance,
+or accepted: a ``BackupRecord`` with ``accepted=True``); anything else in the store
+is neither listed nor served. The record also keeps the SHA-256 of the whole file
+as it was made or accepted (as stored: encrypted or not): verify and restore of a
+listed backup refuse a file that differs.
 """
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import BinaryIO, Iterator
@@ -31,7 +30,8 @@ from ..models import BackupJob, BackupRecord, data_tables, utcnow
 from . import audit
 from .archive import writer as archive, format
 from .archive.encryption import Keyring
-from .archive.summary import Summary, read_summary
+from .archive.summary import Summary
+from .catalogue import NAME, Catalogue, backup_dict
 from .dialects import dialect_for
 from .provenance import app_info, schema_revision
 from .jobs.runner import (JobHandle, JobWork, get_job, job_body, latest_active_job, live_job_dict,
@@ -39,23 +39,9 @@ from .jobs.runner import (JobHandle, JobWork, get_job, job_body, latest_active_j
 from .errors import BackupError, BackupNotFoundError, BadRequestError, database_message
 from .malloc_tuning import keep_freed_buffers
 from .storage import get_storage
-from .storage.base import Storage, StoredFile
+from .storage.base import Storage, sha256_of
 
 log = logging.getLogger(__name__)
-
-# format.FILENAME_PATTERN with groups for the timestamp and the clash suffix.
-_NAME = re.compile(r"cyberquest_backup_(\d{8}_\d{6})(?:_(\d+))?\.zip")
-
-# Summaries per store location and keyring, then per file name, with the size and mtime
-# they were read at: a listing re-reads only files that changed. None = unreadable.
-_metadata_cache: dict[str, dict[str, tuple[int, int, Summary | None]]] = {}
-_cache_stats = {"hits": 0, "misses": 0}
-
-
-def metadata_cache_info() -> dict:
-    """How often listing found an archive's metadata in the cache (``hits``) or read it (``misses``)."""
-    return dict(_cache_stats)
-
 
 def backup_name_candidates(created_at: datetime) -> Iterator[str]:
     """``cyberquest_backup_YYYYMMDD_HHMMSS.zip``, then ``…_2.zip``, ``…_3.zip`` … (UTC)."""
@@ -65,26 +51,9 @@ def backup_name_candidates(created_at: datetime) -> Iterator[str]:
         yield f"{format.FILENAME_PREFIX}{stamp}_{n}.zip"
 
 
-def _newest_first_key(name: str):
-    match = _NAME.fullmatch(name)
-    return (match.group(1), int(match.group(2) or 1))
-
-
 def _database_error(exc: SQLAlchemyError) -> BackupError:
     return BackupError(f"The database could not be read for the backup ({database_message(exc)}); "
                        "check that it is reachable and migrated (flask db upgrade), then try again.")
-
-
-def _restore_seconds(record: BackupRecord | None) -> float | None:
-    """How long the last verification's test restore took (``verify.verify_archive``), or None."""
-    if record is None or not record.verification:
-        return None
-    seconds = orjson.loads(record.verification).get("restore_seconds")
-    return seconds if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None
-
-
-def _int_or_none(value):
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class BackupService:
@@ -110,9 +79,9 @@ class BackupService:
         return Keyring.from_config(self.app.config)
 
     @property
-    def _cache_key(self) -> str:
-        # What a summary holds depends on the passphrases it was read with.
-        return f"{self.storage.location}|{self.keyring.fingerprint}"
+    def catalogue(self) -> Catalogue:
+        """Which files of the store are listed backups, as this instance's keys see them."""
+        return Catalogue(self.storage, self.signing_key, self.keyring)
 
     # --- creating ------------------------------------------------------------------
 
@@ -151,24 +120,26 @@ class BackupService:
                         trigger=trigger, schema_revision=schema_revision(self.app),
                         app_info=app_info(database.name), signing_key=self.signing_key,
                         passphrase=self.keyring.current, progress=report)
+                digest = pending.sha256()
         except SQLAlchemyError as exc:
             log.exception("backup failed while reading the database")
             raise _database_error(exc) from exc
         filename = pending.name
         entry = storage.stat(filename)
         summary = Summary(written.metadata, self.keyring.current is not None)
-        _metadata_cache.setdefault(self._cache_key, {})[filename] = (entry.size, entry.mtime_ns, summary)
-        record = self._record_archive(filename)
+        self.catalogue.remember(entry, summary)
+        record = self._record_archive(filename, digest)
         report(1.0, f"Created {filename}")
         log.info("backup %s created (%s records, trigger %s)", filename, written.metadata["total_records"], trigger)
-        return self._backup_dict(entry, summary, True, record)
+        return backup_dict(entry, summary, True, record)
 
-    def _record_archive(self, filename: str) -> BackupRecord | None:
+    def _record_archive(self, filename: str, sha256: str) -> BackupRecord | None:
         # The record keeps the archive listed even if the signing key changes later;
         # the archive is complete and signed without it, so a failure here is logged, not fatal.
         try:
             record = db.session.get(BackupRecord, filename) or BackupRecord(filename=filename)
             record.accepted = True
+            record.sha256 = sha256
             db.session.add(record)
             db.session.commit()
             return record
@@ -186,47 +157,28 @@ class BackupService:
 
     def list(self) -> list[dict]:
         """Every listed backup, newest first."""
-        storage = self.storage
         records = {r.filename: r for r in db.session.execute(select(BackupRecord)).scalars()}
-        key = self.signing_key
-        cache_key = self._cache_key
-        cached = _metadata_cache.get(cache_key, {})
-        fresh: dict[str, tuple[int, int, Summary | None]] = {}
-        backups = []
-        for entry in storage.list():
-            if not _NAME.fullmatch(entry.name):
-                continue
-            summary = self._summary(entry, cached, fresh)
-            if summary is None:
-                continue
-            signed = summary.metadata is not None and format.signature_is_valid(summary.metadata, key)
-            record = records.get(entry.name)
-            if signed or (record is not None and record.accepted):
-                backups.append(self._backup_dict(entry, summary, signed, record))
-        _metadata_cache[cache_key] = fresh
-        backups.sort(key=lambda b: _newest_first_key(b["filename"]), reverse=True)
-        return backups
+        return self.catalogue.listing(records)
 
     def get(self, filename: str) -> dict:
         """The listed backup named ``filename``; ``BackupNotFoundError`` for any other name."""
-        if not isinstance(filename, str) or not _NAME.fullmatch(filename):
+        if not isinstance(filename, str) or not NAME.fullmatch(filename):
             raise BackupNotFoundError(f"No backup is named {filename!r}.")
-        storage = self.storage
-        entry = storage.stat(filename)
-        cached = _metadata_cache.setdefault(self._cache_key, {})
-        summary = self._summary(entry, cached, cached)
+        backup = self.catalogue.backup(self.storage.stat(filename), db.session.get(BackupRecord, filename))
+        if backup is None:
+            raise BackupNotFoundError(f"No backup is named {filename!r}.")
+        return backup
+
+    def recorded_sha256(self, filename: str) -> str | None:
+        """The hex SHA-256 recorded for a listed backup when it was made or accepted (None: not recorded)."""
+        self.get(filename)
         record = db.session.get(BackupRecord, filename)
-        signed = summary is not None and summary.metadata is not None and \
-            format.signature_is_valid(summary.metadata, self.signing_key)
-        if summary is None or not (signed or (record is not None and record.accepted)):
-            raise BackupNotFoundError(f"No backup is named {filename!r}.")
-        return self._backup_dict(entry, summary, signed, record)
+        return record.sha256 if record is not None else None
 
     def metadata(self, filename: str) -> dict:
         """The stored ``backup_metadata.json`` of a listed backup ({} when no known passphrase opens it)."""
         self.get(filename)
-        entry = self.storage.stat(filename)
-        summary = self._summary(entry, _metadata_cache.setdefault(self._cache_key, {}), {})
+        summary = self.catalogue.summary(self.storage.stat(filename), fresh={})
         return (summary.metadata if summary is not None else None) or {}
 
     def open_for_download(self, filename: str, *, actor: audit.Actor) -> tuple[BinaryIO, dict]:
@@ -238,49 +190,6 @@ class BackupService:
         audit.record(actor, "backup.download", filename, {"size_bytes": backup["size_bytes"]})
         return self.storage.open_read(filename), backup
 
-    def _summary(self, entry: StoredFile, cached: dict, fresh: dict) -> Summary | None:
-        hit = cached.get(entry.name)
-        if hit is not None and hit[0] == entry.size and hit[1] == entry.mtime_ns:
-            _cache_stats["hits"] += 1
-            fresh[entry.name] = hit
-            return hit[2]
-        _cache_stats["misses"] += 1
-        try:
-            with self.storage.open_parts(entry) as fh:
-                summary = read_summary(fh, self.keyring)
-        except BackupError as exc:
-            log.info("not listing %s: %s", entry.name, exc)
-            summary = None
-        fresh[entry.name] = (entry.size, entry.mtime_ns, summary)
-        return summary
-
-    @staticmethod
-    def _backup_dict(entry: StoredFile, summary: Summary, signed: bool, record: BackupRecord | None) -> dict:
-        metadata = summary.metadata or {}
-        counts = metadata.get("record_counts")
-        if not isinstance(counts, dict) or not all(_int_or_none(v) is not None for v in counts.values()):
-            counts = {}
-        total = _int_or_none(metadata.get("total_records"))
-        created_at = metadata.get("created_at")
-        if not isinstance(created_at, str):
-            created_at = datetime.fromtimestamp(entry.mtime, timezone.utc).isoformat()
-        created_by = metadata.get("created_by")
-        trigger = metadata.get("trigger")
-        return {
-            "filename": entry.name,
-            "size_bytes": entry.size,
-            "created_at": created_at,
-            "created_by": created_by if isinstance(created_by, str) else None,
-            "trigger": trigger if isinstance(trigger, str) else None,
-            "record_counts": counts,
-            "total_records": total if total is not None else sum(counts.values()),
-            "signed": signed,
-            "verified": record.verified if record is not None else None,
-            "pinned": bool(record is not None and record.pinned),
-            "encrypted": summary.encrypted,
-            "restore_seconds": _restore_seconds(record),
-        }
-
     # --- changing --------------------------------------------------------------------
 
     def delete(self, filename: str, actor: audit.Actor | None = None, *, prune_reason: dict | None = None) -> str:
@@ -291,7 +200,7 @@ class BackupService:
         """
         backup = self.get(filename)
         self.storage.delete(filename)
-        _metadata_cache.get(self._cache_key, {}).pop(filename, None)
+        self.catalogue.forget(filename)
         record = db.session.get(BackupRecord, filename)
         if record is not None:
             db.session.delete(record)
@@ -313,21 +222,36 @@ class BackupService:
             audit.record(actor, "backup.pin" if record.pinned else "backup.unpin", filename)
         return self.get(filename)
 
-    def record_verification(self, filename: str, ok: bool, details: dict | None = None) -> dict:
-        """Remember the outcome of verifying a listed backup (``verified`` in its Backup dict)."""
+    def record_verification(self, filename: str, ok: bool, details: dict | None = None,
+                            sha256: str | None = None) -> dict:
+        """Remember the outcome of verifying a listed backup (``verified`` in its Backup dict).
+
+        ``sha256`` is the hash of the file as verified: recorded when the backup had
+        none yet (one listed before hashes were recorded) and it verified.
+        """
         self.get(filename)
-        record = self._record_for(filename)
+        record = self._record_for(filename, sha256)
+        if record.sha256 is None and ok and sha256:
+            record.sha256 = sha256
         record.verified = bool(ok)
         record.verified_at = utcnow()
         record.verification = orjson.dumps(details, default=str).decode() if details is not None else None
         db.session.commit()
         return self.get(filename)
 
-    def _record_for(self, filename: str) -> BackupRecord:
+    def record_rewritten(self, filename: str, sha256: str) -> None:
+        """Record the SHA-256 of a listed backup's file after it was rewritten in place (``rekey``)."""
+        self._record_for(filename, sha256).sha256 = sha256
+        db.session.commit()
+
+    def _record_for(self, filename: str, sha256: str | None = None) -> BackupRecord:
         record = db.session.get(BackupRecord, filename)
         if record is None:
-            # Only listed backups get here: made by this app or accepted already.
-            record = BackupRecord(filename=filename, accepted=True, pinned=False)
+            # Only listed backups get here (signed by this instance): accepting one records its hash.
+            if sha256 is None:
+                with self.storage.open_read(filename) as fh:
+                    sha256 = sha256_of(fh)
+            record = BackupRecord(filename=filename, accepted=True, pinned=False, sha256=sha256)
             db.session.add(record)
         return record
 

@@ -13,12 +13,14 @@ from sqlalchemy import select
 from app.backup.archive import format
 from app.backup.archive.limits import Limits
 from app.backup.archive.reader import Archive
+from app.backup.audit import CLI
 from app.backup.errors import BadRequestError, ConflictError, StorageError
 from app.backup.jobs.lock import acquire_exclusive, release_exclusive
 from app.backup.rekey import CURRENT, ENCRYPTED, FAILED, REKEYED, rekey_archives
 from app.backup.service import BackupService
+from app.backup.verify import verify_listed_backup
 from app.extensions import db
-from app.models import AuditLog
+from app.models import AuditLog, BackupRecord
 from support.app import build_app
 from support.backup import archive_members, seed_sample_rows
 
@@ -156,3 +158,26 @@ def test_an_exception_mid_rewrite_leaves_the_old_file_whole_listed_and_no_partia
     monkeypatch.setattr(type(BackupService(app).storage), "replacing_writer", failing_storage)
     assert rekey(app) == [(clear, FAILED), (old, FAILED)]  # one line each, and the lock was released each time
     assert {name: path_of(app, name).read_bytes() for name in (clear, old)} == before
+
+
+def test_the_rekeyed_file_s_sha256_is_recorded_so_it_still_verifies(rotated):
+    app, clear, old = rotated
+    rekey(app)
+    with app.app_context():
+        for name in (clear, old):
+            assert db.session.get(BackupRecord, name).sha256 == \
+                hashlib.sha256(path_of(app, name).read_bytes()).hexdigest()
+            verification = verify_listed_backup(name, actor=CLI)
+            assert verification["ok"] is True and verification["sha256"] == "ok", verification
+
+
+def test_a_file_changed_in_the_store_is_refused_not_rekeyed(rotated):
+    app, clear, old = rotated
+    path = path_of(app, clear)
+    before = path.read_bytes()
+    with app.app_context():
+        db.session.get(BackupRecord, clear).sha256 = "0" * 64  # the file in the store is no longer the one recorded
+        db.session.commit()
+        outcomes = {o.filename: o for o in rekey_archives(app)}
+    assert outcomes[clear].action == FAILED and "not the file that was recorded" in outcomes[clear].detail
+    assert path.read_bytes() == before and outcomes[old].action == REKEYED

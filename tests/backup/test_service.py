@@ -16,7 +16,8 @@ from app.backup.archive import format
 from app.backup.jobs.lock import HOSTNAME, acquire_exclusive, release_exclusive
 from app.backup.jobs.runner import create_job
 from app.backup.errors import BackupError, BackupNotFoundError, ConflictError, StorageError
-from app.backup.service import BackupService, metadata_cache_info
+from app.backup.catalogue import metadata_cache_info
+from app.backup.service import BackupService
 from app.extensions import db
 from app.models import BackupRecord
 from support.backup import archive_members, resign, seed_sample_rows

@@ -49,7 +49,8 @@ def signature_is_valid(metadata: dict, key: bytes) -> bool:
     signature = metadata.get("signature")
     if not isinstance(signature, str):
         return False
-    return hmac.compare_digest(signature, sign_metadata(metadata, key))
+    # As bytes: compare_digest refuses str with non-ASCII characters, and a planted file may hold them.
+    return hmac.compare_digest(signature.encode("utf-8", "surrogatepass"), sign_metadata(metadata, key).encode())
 
 
 def parse_json_object(member: str, raw: bytes) -> dict:

@@ -6,8 +6,8 @@ hands each run of row lines (about a megabyte) to one orjson call; on anything
 else it raises ``LayoutMismatch`` and the caller starts again with the general
 one, an ijson event stream that accepts any valid JSON layout (key order,
 whitespace and line breaks anywhere, like the original CyberQuest's
-``json.dumps(indent=2)``). Memory is bounded either way: a few megabytes of text
-and the rows parsed from it.
+``json.dumps(indent=2)``), each row, value, name and nesting within a cap. Memory
+is bounded either way: a few megabytes of text and the rows parsed from it.
 """
 from __future__ import annotations
 
@@ -26,6 +26,15 @@ VALUES = "values"
 # Rows are handed over in lists of up to this many, to keep per-row overhead low.
 ROWS_PER_EVENT = 1000
 MAX_LINE_BYTES = 16 * 1024 * 1024
+# The general parser's caps (the fast layout holds a row to MAX_LINE_BYTES): no row longer
+# than that line, no value longer than a quarter of it, names of identifier length, nesting
+# no deeper than any column type could want; rows handed over once they hold about
+# EVENT_TEXT_CHARS, so a batch of long rows stays a few megabytes.
+MAX_ROW_CHARS = MAX_LINE_BYTES
+MAX_VALUE_CHARS = MAX_ROW_CHARS // 4
+MAX_NAME_CHARS = 255
+MAX_DEPTH = 16
+EVENT_TEXT_CHARS = 4 * 1024 * 1024
 
 # ``decode(table, json_array_bytes)``: value tuples, or None to have the rows parsed as dicts.
 RowsDecoder = Callable[[str, bytes], "list | None"]
@@ -187,7 +196,11 @@ class _ChunkReader:
 
 
 def json_events(chunks: Iterator[bytes]) -> Iterator[tuple[str, object]]:
-    """Events from any valid JSON layout, ``ROWS_PER_EVENT`` rows at a time; ``ArchiveError`` if it is not one."""
+    """Events from any valid JSON layout, ``ROWS_PER_EVENT`` rows (or ``EVENT_TEXT_CHARS``) at a time.
+
+    ``ArchiveError`` when it is not one, or when a table name, a row, a value or its
+    nesting passes its cap (a crafted document must not grow memory before a row is checked).
+    """
     name = format.DATA_MEMBER
     events = ijson.parse(_ChunkReader(iter(chunks)), use_float=True, buf_size=64 * 1024)
     try:
@@ -198,38 +211,63 @@ def json_events(chunks: Iterator[bytes]) -> Iterator[tuple[str, object]]:
             if event == "end_map":
                 break
             table = value  # a map_key at the top level
+            if len(table) > MAX_NAME_CHARS:
+                raise ArchiveError(f"{name} holds a table name longer than {MAX_NAME_CHARS} characters.")
             _prefix, event, value = next(events)
             if event != "start_array":
                 raise ArchiveError(f"The value of {table!r} in {name} is not a list of rows.")
             yield TABLE, table
-            number = 0
-            rows: list = []
-            for _prefix, event, value in events:
-                if event == "end_array":
-                    break
-                number += 1
-                if event != "start_map":
-                    raise ArchiveError(f"Table {table}, row {number}: the row is not a JSON object.")
-                builder = ijson.ObjectBuilder()
-                builder.event(event, value)
-                depth = 1
-                for _prefix, event, value in events:
-                    builder.event(event, value)
-                    if event in ("start_map", "start_array"):
-                        depth += 1
-                    elif event in ("end_map", "end_array"):
-                        depth -= 1
-                        if depth == 0:
-                            break
-                rows.append(builder.value)
-                if len(rows) >= ROWS_PER_EVENT:
-                    yield ROWS, rows
-                    rows = []
-            if rows:
-                yield ROWS, rows
+            yield from _table_rows(events, table)
             yield END, table
         for _ in events:  # ijson reports trailing garbage here
             pass
     except ijson.JSONError as exc:
         detail = str(exc).strip().splitlines()[0]
         raise ArchiveError(f"{name} is not valid JSON ({detail}).") from exc
+    except (ValueError, OverflowError) as exc:  # a number no Python type holds, whatever the ijson backend
+        raise ArchiveError(f"{name} holds a number that cannot be read ({type(exc).__name__}).") from exc
+
+
+def _table_rows(events, table: str) -> Iterator[tuple[str, list]]:
+    number, text = 0, 0
+    rows: list = []
+    for _prefix, event, value in events:
+        if event == "end_array":
+            break
+        number += 1
+        if event != "start_map":
+            raise ArchiveError(f"Table {table}, row {number}: the row is not a JSON object.")
+        row, size = _row(events, table, number)
+        rows.append(row)
+        text += size
+        if len(rows) >= ROWS_PER_EVENT or text >= EVENT_TEXT_CHARS:
+            yield ROWS, rows
+            rows, text = [], 0
+    if rows:
+        yield ROWS, rows
+
+
+def _row(events, table: str, number: int) -> tuple[dict, int]:
+    """The row whose ``start_map`` was just read, and about how many characters it holds, within the caps."""
+    builder = ijson.ObjectBuilder()
+    builder.event("start_map", None)
+    depth, size = 1, 2
+    for _prefix, event, value in events:
+        if event == "start_map" or event == "start_array":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ArchiveError(f"Table {table}, row {number}: its values nest deeper than {MAX_DEPTH} levels.")
+        elif event == "end_map" or event == "end_array":
+            depth -= 1
+        elif value.__class__ is str:
+            if len(value) > MAX_VALUE_CHARS:
+                raise ArchiveError(f"Table {table}, row {number}: a value is longer than {MAX_VALUE_CHARS:,} "
+                                   "characters.")
+            size += len(value)
+        size += 8
+        if size > MAX_ROW_CHARS:
+            raise ArchiveError(f"Table {table}, row {number} is longer than {MAX_ROW_CHARS:,} characters.")
+        builder.event(event, value)
+        if depth == 0:
+            return builder.value, size
+    raise ArchiveError(f"Table {table}, row {number}: the row does not end.")

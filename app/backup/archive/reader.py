@@ -1,7 +1,8 @@
 """Reading a backup archive without trusting it: structure, limits, metadata, signature, rows.
 
 ``Archive.open`` checks everything that can be checked without reading the rows:
-the file's size, the ZIP's members and their names, the declared sizes and
+the file's size, the ZIP's end record (``directory``: before zipfile parses the
+central directory), the ZIP's members and their names, the declared sizes and
 compression ratios, the metadata (format version, checksums, signature) and the
 small ``app_info.json`` member. ``Archive.events`` then streams
 ``database_backup.json`` as ``(kind, value)`` events (see ``layout``) while the
@@ -22,11 +23,13 @@ import hmac
 import os
 import re
 import zipfile
+from collections import Counter
 from typing import BinaryIO, Iterator
 
 from . import format
 from ..errors import ArchiveError, BackupError, TooLargeError
 from ..units import human_size
+from .directory import checked
 from .encryption import NO_KEYS, Keyring, Unlocker, member_encryption
 from .inflater import MemberInflater
 from .layout import ROWS, TABLE, VALUES, LayoutMismatch, RowsDecoder, fast_events, json_events
@@ -37,6 +40,12 @@ from .pipeline import Handoff
 LEGACY_VERSIONS = ("1.0", "2.0")
 SMALL_MEMBER_MAX = 1024 * 1024
 _CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _names(tables: list[str]) -> str:
+    """Table names for a message, quoted (they come from the archive), at most ten."""
+    shown = ", ".join(repr(name[:80]) for name in tables[:10])
+    return shown + (f" and {len(tables) - 10} more" if len(tables) > 10 else "")
 
 
 class Archive:
@@ -114,7 +123,7 @@ class Archive:
 
     def _check_members(self) -> dict[str, zipfile.ZipInfo]:
         try:
-            with zipfile.ZipFile(self.fh) as zf:
+            with zipfile.ZipFile(checked(self.fh)) as zf:
                 infos = zf.infolist()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
             raise ArchiveError(f"The file is not a valid ZIP archive ({exc}).") from exc
@@ -126,7 +135,7 @@ class Archive:
             if normalized.startswith("/") or re.match(r"[A-Za-z]:", normalized) or \
                     ".." in normalized.split("/"):
                 raise ArchiveError(f"The archive holds a member with an unsafe path: {name!r}.")
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
         if duplicates:
             raise ArchiveError(f"The archive holds {', '.join(duplicates)} more than once.")
         unexpected = [name for name in names if name not in format.MEMBERS]
@@ -191,9 +200,11 @@ class Archive:
 
         tables = meta.get("tables") if not self.legacy else meta.get("tables_included", meta.get("tables"))
         if tables is not None:
-            if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables) \
-                    or len(set(tables)) != len(tables):
-                raise ArchiveError("The metadata's table list is not a list of distinct table names.")
+            if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+                raise ArchiveError("The metadata's table list is not a list of table names.")
+            repeated = sorted(name for name, count in Counter(tables).items() if count > 1)
+            if repeated:
+                raise ArchiveError(f"The metadata's table list names {_names(repeated)} more than once.")
         elif not self.legacy:
             raise ArchiveError("The archive's metadata has no table list.")
         self.declared_tables = tables
@@ -203,10 +214,17 @@ class Archive:
             if not isinstance(counts, dict) or not all(type(v) is int and v >= 0 for v in counts.values()):
                 raise ArchiveError("The metadata's record_counts is not a map of table names to row counts.")
             if tables is not None and set(counts) != set(tables):
-                raise ArchiveError("The metadata's record_counts does not name the same tables as its table list.")
+                # Name the tables: the one the metadata disagrees about is what the user must look at.
+                unlisted = sorted(set(counts) - set(tables))
+                uncounted = [name for name in tables if name not in counts]
+                parts = ([f"its record_counts names {_names(unlisted)}, which its table list lacks"] if unlisted
+                         else []) + ([f"its table list names {_names(uncounted)}, which its record_counts lacks"]
+                                     if uncounted else [])
+                raise ArchiveError("The archive's metadata disagrees with itself: " + "; ".join(parts) + ".")
             total = meta.get("total_records")
             if total is not None and total != sum(counts.values()):
-                raise ArchiveError("The metadata's total_records does not equal the sum of its record_counts.")
+                raise ArchiveError(f"The metadata's total_records ({total!r}) does not equal the sum of its "
+                                   f"record_counts ({sum(counts.values())}).")
         elif not self.legacy:
             raise ArchiveError("The archive's metadata has no record_counts.")
         self.record_counts = counts

@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 from . import format
 from ..errors import ArchiveError, UnknownPassphraseError
+from .directory import checked
 from .encryption import NO_KEYS, Keyring, Unlocker, member_encryption
 from .inflater import MemberInflater
 from .limits import DEFAULT_MAX_RATIO, Limits
@@ -32,11 +33,11 @@ class Summary:
 def read_summary(fileobj: BinaryIO, keyring: Keyring = NO_KEYS) -> Summary:
     """The parsed ``backup_metadata.json`` of an archive, reading only the ZIP directory and that member.
 
-    Raises ``ArchiveError`` when the file is not a ZIP, lacks the member, or the
-    member is damaged, changed (its authentication code) or not a JSON object.
+    Raises ``ArchiveError`` when the file is not a ZIP, has a central directory no
+    backup has (``directory``), lacks the member, or the member is damaged, changed (its authentication code) or not a JSON object.
     """
     try:
-        with zipfile.ZipFile(fileobj) as zf:
+        with zipfile.ZipFile(checked(fileobj)) as zf:
             try:
                 info = zf.getinfo(format.METADATA_MEMBER)
             except KeyError:

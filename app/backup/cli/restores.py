@@ -11,6 +11,7 @@ import orjson
 
 from ..audit import CLI
 from ..errors import BackupError
+from ..restore.accounts import describe_security_changes
 from ..restore.options import CONFLICT_POLICIES, MODES, RestoreOptions, parse_tables
 from ..restore_service import cli_source, start_restore
 from ..verify import verify_source
@@ -38,6 +39,10 @@ def _describe(result: dict, verb: str) -> list[str]:
                      f"{counts['skipped']} skipped, {counts['deleted']} deleted")
     for group in result["skipped_reasons"]:
         lines.append(f"  skipped {group['count']} {group['table']} row(s): {group['reason']}")
+    for phrase in describe_security_changes(result.get("security_changes") or {}):
+        lines.append(f"  WARNING accounts {phrase}")
+    if result.get("neutralised_tokens"):
+        lines.append(f"  {result['neutralised_tokens']} mailed link(s) from the unsigned archive stored as used")
     if result.get("safety_backup"):
         lines.append(f"Safety backup: {result['safety_backup']} (restore it in replace mode to undo).")
     return lines
@@ -94,8 +99,9 @@ def register(group) -> None:
             click.echo(orjson.dumps({"verification": verification}, option=orjson.OPT_INDENT_2).decode())
         else:
             counts = ", ".join(f"{t} {n}" for t, n in verification["record_counts"].items())
-            click.echo(f"{verification['filename']}: checksums {verification['checksums']}, signature "
-                       f"{verification['signature']}" + (f", test restore: {counts}" if counts else ""))
+            click.echo(f"{verification['filename']}: sha256 {verification['sha256']}, checksums "
+                       f"{verification['checksums']}, signature {verification['signature']}"
+                       + (f", test restore: {counts}" if counts else ""))
         if not verification["ok"]:
             raise click.ClickException(f"{verification['filename']} is bad: {verification['error']}")
         if not as_json:

@@ -321,6 +321,20 @@ class Dialect:
                 return {row[0] for row in self.cursor.fetchall()} & values
         return {row[0] for row in self.select_where_in(table, [key], key, values)}
 
+    def keep_copy(self, name: str, select: str, key: str) -> None:
+        """Keep the rows of ``select`` in a temporary table ``name``, indexed on ``key``, for later queries
+        of this transaction (``drop_copy`` removes it)."""
+        self.cursor.execute(f"CREATE TEMPORARY TABLE {self.q(name)} AS {select}")
+        self.cursor.execute(f"CREATE INDEX {self.q(name + '_key')} ON {self.q(name)} ({self.q(key)})")
+
+    def drop_copy(self, name: str) -> None:
+        """Remove a temporary table ``keep_copy`` made."""
+        self.cursor.execute(f"DROP TABLE {self.q(name)}")
+
+    def text_differs(self, left: str, right: str) -> str:
+        """SQL true when two text expressions differ in any byte (case included)."""
+        return f"{left} <> {right}"
+
     def rebuildable_indexes(self, table: str) -> list[tuple[str, str]]:
         """``(DROP statement, CREATE statement)`` of the indexes a bulk load of ``table`` can build afterwards.
 

@@ -1,8 +1,9 @@
 """MariaDB and MySQL: consistent-snapshot reads, an explicit transaction, and a lenient collation.
 
 No index is rebuilt after a bulk load and no AUTO_INCREMENT is moved: DDL there
-would commit the restore's transaction half-way, and InnoDB moves AUTO_INCREMENT
-past every explicit id inserted anyway.
+would commit the restore's transaction half-way (only TEMPORARY tables are made
+and dropped without a commit), and InnoDB moves AUTO_INCREMENT past every explicit
+id inserted anyway.
 """
 from __future__ import annotations
 
@@ -28,3 +29,16 @@ class MySQLDialect(Dialect):
 
     def begin(self, replacing: bool = False) -> None:
         self.cursor.execute("START TRANSACTION")
+
+    def keep_copy(self, name: str, select: str, key: str) -> None:
+        """A TEMPORARY table, its index declared with it: only that commits nothing, where CREATE INDEX would.
+        A temporary table outlives a rollback on the pooled connection, so one a failed restore left goes first."""
+        self.cursor.execute(f"DROP TEMPORARY TABLE IF EXISTS {self.q(name)}")
+        self.cursor.execute(f"CREATE TEMPORARY TABLE {self.q(name)} (INDEX ({self.q(key)})) {select}")
+
+    def drop_copy(self, name: str) -> None:
+        self.cursor.execute(f"DROP TEMPORARY TABLE {self.q(name)}")
+
+    def text_differs(self, left: str, right: str) -> str:
+        """The default collation ignores case: compare the bytes."""
+        return f"CAST({left} AS BINARY) <> CAST({right} AS BINARY)"

@@ -192,6 +192,10 @@ class PostgreSQLDialect(Dialect):
             for row in rows:
                 copy.write_row(row)
 
+    def keep_copy(self, name: str, select: str, key: str) -> None:
+        """No index: joins with the copy hash it (sorting text by the database's collation costs far more)."""
+        self.cursor.execute(f"CREATE TEMPORARY TABLE {self.q(name)} AS {select}")
+
     def _select_chunk(self, select_where: str, chunk: list) -> None:
         self.cursor.execute(f"{select_where} = ANY(%s)", (chunk,))
 

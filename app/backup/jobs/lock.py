@@ -1,8 +1,10 @@
 """The one-at-a-time lock held in the database, and who holds it.
 
 One backup or restore runs at a time across every process and host sharing the
-database: the lock is a row in ``operation_locks`` (primary key = lock name), so
-inserting it is taking it and the database arbitrates. A holder is named
+database, and one verification (``VERIFY_LOCK``, a lock of its own: it reads an
+archive into a scratch database and may run beside a backup): the lock is a row in
+``operation_locks`` (primary key = lock name), so inserting it is taking it and the
+database arbitrates. A holder is named
 ``host:pid`` (``current_owner``; the host is ``BACKUP_OWNER_HOST``, by default the
 machine's name). A job waiting in a Celery queue holds the lock as ``QUEUE_OWNER``
 until a worker takes the job over (``take_over``).
@@ -32,6 +34,10 @@ from ..errors import ConflictError
 from .records import fail_unfinished_job, job_to_dict
 
 EXCLUSIVE_LOCK = "backup-restore"
+VERIFY_LOCK = "verify"
+# What a request that meets a held lock is told.
+_BUSY = {EXCLUSIVE_LOCK: "Another backup or restore is running; wait for it to finish.",
+         VERIFY_LOCK: "Another verification is running; wait for it to finish."}
 LOCK_TTL = timedelta(seconds=30)
 QUEUE_TIMEOUT = timedelta(hours=1)
 HOSTNAME = socket.gethostname()
@@ -141,11 +147,8 @@ def acquire_exclusive(job_id: str | None, name: str = EXCLUSIVE_LOCK, *, queued:
             _clear_stale(held)
             continue
         running = db.session.get(BackupJob, held.job_id) if held.job_id else None
-        raise ConflictError(
-            "Another backup or restore is running; wait for it to finish.",
-            job=job_to_dict(running) if running else None,
-        )
-    raise ConflictError("Another backup or restore is running; wait for it to finish.", job=None)
+        raise ConflictError(_BUSY.get(name, _BUSY[EXCLUSIVE_LOCK]), job=job_to_dict(running) if running else None)
+    raise ConflictError(_BUSY.get(name, _BUSY[EXCLUSIVE_LOCK]), job=None)
 
 
 def take_over(session, job_id: str, owner: str) -> None:
@@ -154,9 +157,10 @@ def take_over(session, job_id: str, owner: str) -> None:
                     .values(owner=owner, expires_at=utcnow() + lock_ttl()))
 
 
-def drop_exclusive(job_id: str | None, name: str = EXCLUSIVE_LOCK) -> None:
-    """Delete the lock this job holds, within the session's transaction (the caller commits)."""
-    db.session.execute(delete(OperationLock).where(OperationLock.name == name, OperationLock.job_id == job_id))
+def drop_exclusive(job_id: str | None, name: str | None = None) -> None:
+    """Delete the lock this job holds (only the lock ``name``, if given), in the session's transaction (the caller commits)."""
+    held = delete(OperationLock).where(OperationLock.job_id == job_id)
+    db.session.execute(held if name is None else held.where(OperationLock.name == name))
 
 
 def release_exclusive(job_id: str | None, name: str = EXCLUSIVE_LOCK) -> None:

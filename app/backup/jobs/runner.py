@@ -30,9 +30,9 @@ from ..errors import BackupError, ConflictError
 from ..storage import get_storage
 from . import messages
 from .heartbeat import Heartbeat
-from .lock import (QUEUE_OWNER, acquire_exclusive, current_owner, drop_exclusive, jobs_holding_live_locks,
-                   lock_ttl, owner_is_gone, queue_timeout, refresh_exclusive, refuse_while_locked,
-                   release_stale_locks, take_over)
+from .lock import (EXCLUSIVE_LOCK, QUEUE_OWNER, acquire_exclusive, current_owner, drop_exclusive,
+                   jobs_holding_live_locks, lock_ttl, owner_is_gone, queue_timeout, refresh_exclusive,
+                   refuse_while_locked, release_stale_locks, take_over)
 from .records import UNFINISHED, job_to_dict
 
 log = logging.getLogger(__name__)
@@ -174,23 +174,25 @@ def job_executor():
 
 
 def run_job(kind: str, created_by: str | None, work: Callable[[JobHandle], dict], *,
-            exclusive: bool = True, background: bool = True, progress: ProgressCallback | None = None) -> BackupJob:
+            exclusive: bool = True, background: bool = True, progress: ProgressCallback | None = None,
+            lock_name: str = EXCLUSIVE_LOCK) -> BackupJob:
     """Run ``work(handle)`` as a recorded job and return its ``BackupJob`` row.
 
-    With ``exclusive`` the one-at-a-time lock is taken first, in the caller's thread,
-    so a conflict raises ``ConflictError`` before anything starts. ``work`` returns the
+    With ``exclusive`` the lock ``lock_name`` (by default the one-at-a-time lock of
+    backups and restores) is taken first, in the caller's thread, so a conflict
+    raises ``ConflictError`` before anything starts. ``work`` returns the
     job's result (a JSON-able dict); any exception marks the job failed with its message.
     A queueing executor needs ``work`` to be a ``JobWork``. With ``background`` this
     returns at once; otherwise it returns when the job has finished (and re-raises
     the ``BackupError`` the work raised). ``progress`` hears the job's progress reports.
     """
     executor = job_executor()
-    if exclusive:
+    if exclusive and lock_name == EXCLUSIVE_LOCK:
         refuse_while_locked()
     job = create_job(kind, created_by, queued=executor.queues)
     if exclusive:
         try:
-            acquire_exclusive(job.id, queued=executor.queues)
+            acquire_exclusive(job.id, lock_name, queued=executor.queues)
         except ConflictError:
             db.session.delete(job)
             db.session.commit()
@@ -226,8 +228,8 @@ def execute_job(handle: JobHandle, work: Callable[[JobHandle], dict], exclusive:
     """Run the recorded job's ``work`` to its end and record the outcome; returns what it raised, if anything.
 
     Never raises for a failing ``work``: its status, message and result are recorded,
-    and with ``exclusive`` the lock goes in the same commit. A job that is no longer
-    queued (it ran already, or waited too long and was failed) is not run again.
+    and with ``exclusive`` the lock it holds goes in the same commit. A job that is no
+    longer queued (it ran already, or waited too long and was failed) is not run again.
     """
     job_id, kind = handle.job_id, handle.kind
     if not _take_queued_job(handle, exclusive):
@@ -252,7 +254,7 @@ def execute_job(handle: JobHandle, work: Callable[[JobHandle], dict], exclusive:
 
 def record_outcome(job_id: str, status: str, message: str | None, result: dict | None,
                    error: BaseException | None, *, exclusive: bool) -> None:
-    """Write the job's final state and, with ``exclusive``, release its lock in the same commit."""
+    """Write the job's final state and, with ``exclusive``, release the lock it holds in the same commit."""
     db.session.rollback()
     db.session.execute(update(BackupJob).where(BackupJob.id == job_id).values(
         status=status, message=message, finished_at=utcnow(),
@@ -281,6 +283,16 @@ def get_job(job_id: str) -> BackupJob | None:
     """The job with this id, after marking interrupted jobs failed."""
     recover_interrupted_jobs()
     return db.session.get(BackupJob, job_id, populate_existing=True)
+
+
+def wait_for_job(job_id: str, poll_seconds: float = 0.1) -> BackupJob:
+    """Wait until the job has succeeded or failed (or was found interrupted) and return its row."""
+    while True:
+        job = get_job(job_id)
+        if job is None or job.status not in UNFINISHED:
+            return job
+        db.session.rollback()  # the next look sees the executor's commits
+        time.sleep(poll_seconds)
 
 
 def latest_active_job() -> BackupJob | None:

@@ -238,5 +238,7 @@ class TableCodec:
     def where(self, row, number: int) -> str:
         """``Table users, row 3 (id 17)`` for messages."""
         ident = row.get(self.pk) if isinstance(row, dict) and self.pk else None
-        suffix = f" ({self.pk} {ident})" if isinstance(ident, (int, str)) and not isinstance(ident, bool) else ""
+        shown = (isinstance(ident, str) and len(ident) <= 80) or (
+            isinstance(ident, int) and not isinstance(ident, bool) and ident.bit_length() <= 128)
+        suffix = f" ({self.pk} {ident})" if shown else ""
         return f"Table {self.name}, row {number}{suffix}"

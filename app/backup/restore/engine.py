@@ -12,7 +12,11 @@ The plan (``plan.plan_restore``) is made once, before anything is written, and
 passed in. Replace deletes the restored tables in reverse foreign-key order and
 bulk-loads them in foreign-key order (``replace``); merge matches rows by primary
 key (``merge``). The app's own policy for its rows beside the data tables runs as
-registered hooks (``hooks``). Sequences are moved past the restored ids.
+registered hooks (``hooks``), in a replace and in a merge that overwrites. Sequences
+are moved past the restored ids. What the restore changed about accounts is
+compared before and after (``accounts``: ``security_changes``), and the mailed
+links of an archive not signed here are stored as already used
+(``neutralised_tokens``).
 
 Nothing here knows about HTTP, jobs, where the archive came from, or which
 database it writes to.
@@ -32,6 +36,8 @@ from ..dialects import dialect_for
 from ..dialects.base import Dialect
 from ..errors import ArchiveError, BackupError, RestoreError, database_message
 from ..malloc_tuning import give_back_freed_memory, keep_freed_buffers
+from ...models import utcnow
+from .accounts import USERS, AccountChanges, link_neutraliser, no_security_changes
 from .codec import TableCodec
 from .hooks import ReplaceHook
 from .merge import MergeWriter
@@ -64,6 +70,8 @@ class Restore:
         self.codecs = {table.name: TableCodec(table, target, aware_datetimes=target.binary_copy(table))
                        for table in plan.tables}
         self.counts = {table.name: Counts() for table in plan.tables}
+        now = utcnow()
+        self.neutralisers = {name: link_neutraliser(self.codecs[name], now) for name in plan.neutralise}
         self.reasons = Reasons()
         self.skipped_ids: dict[str, set] = {}
         # Replace only: ids written so far per parent table, and ids of parents left as they are.
@@ -98,7 +106,10 @@ class Restore:
     def run(self, fast: bool) -> dict:
         """Write the archive's rows (``fast``: by its one-row-per-line layout) and return the Result."""
         self.target.begin(replacing=self.options.replacing)
-        after_replace = self._empty_replaced_tables() if self.options.replacing else []
+        accounts = AccountChanges(self.target) if USERS in self.plan.names else None
+        if accounts is not None:
+            accounts.before()
+        after_replace = self._empty_replaced_tables() if self.options.replacing else self._before_overwriting()
         try:
             self._read_archive(fast)
             self._write_spooled_tables()
@@ -117,17 +128,28 @@ class Restore:
             "tables": {str(table.name): self.counts[table.name].as_dict() for table in self.plan.tables},
             "skipped_reasons": self.reasons.as_list(),
             "safety_backup": None,
+            "security_changes": accounts.after() if accounts is not None else no_security_changes(),
+            "neutralised_tokens": sum(self.counts[name].inserted + self.counts[name].updated
+                                      for name in self.plan.neutralise),
         }
 
     def _empty_replaced_tables(self) -> list[Callable[[], None]]:
         """Check (again, under the transaction) that nothing is orphaned, call the hooks, delete the rows."""
         refuse_orphaning_children(self.plan, self.target.has_rows)
         replaced = frozenset(self.plan.names)
-        after_replace = [finish for hook in self._hooks if (finish := hook(self.target, replaced)) is not None]
+        after_replace = [finish for hook in self._hooks
+                         if (finish := hook(self.target, replaced, frozenset())) is not None]
         for table in reversed(self.plan.tables):
             self.counts[table.name].deleted = self.target.delete_all(table.name)
         self.report("Deleted the current rows")
         return after_replace
+
+    def _before_overwriting(self) -> list[Callable[[], None]]:
+        """A merge that overwrites may give an id to another person, as a replace may: the hooks run too."""
+        if self.options.on_conflict != "overwrite":
+            return []
+        overwritten = frozenset(self.plan.names)
+        return [finish for hook in self._hooks if (finish := hook(self.target, frozenset(), overwritten)) is not None]
 
     def _decode(self, table: str, blob: bytes):
         writer = self._writer

@@ -15,6 +15,7 @@ from ...models import data_tables
 from ..archive.reader import Archive
 from ..errors import ArchiveError, BadRequestError, RestoreError
 from ..schema import parent_tables, parents_among
+from .accounts import LINK_TABLES
 from .options import RestoreOptions
 
 
@@ -26,6 +27,8 @@ class RestorePlan:
     names: set
     known: dict                      # every data table by name
     parents: dict = field(default_factory=dict)   # table name -> names of its parents being restored
+    # Mailed-link tables of an archive not signed by this instance: their rows are stored as already used.
+    neutralise: frozenset = frozenset()
 
     def is_parent(self, name: str) -> bool:
         """Whether another table being restored points at ``name``."""
@@ -61,6 +64,8 @@ def _wanted_tables(archive: Archive, options: RestoreOptions, known: dict) -> se
 def plan_restore(archive: Archive, options: RestoreOptions, schema_revisions: set[str] | None = None) -> RestorePlan:
     """The checks that need the schema but not the rows (revision, tables, the ``tables`` option), and the plan.
 
+    An archive not signed by this instance gets its mailed links disarmed (``neutralise``).
+
     ``schema_revisions`` are the Alembic revisions this instance knows (its head
     and every ancestor); an archive from any other revision was made by a newer
     (or foreign) schema and is refused. None skips that check.
@@ -73,7 +78,8 @@ def plan_restore(archive: Archive, options: RestoreOptions, schema_revisions: se
         for table in ordered:
             if len(table.primary_key.columns) != 1:
                 raise RestoreError(f"Table {table.name} has no single-column primary key; it cannot be merged.")
-    return RestorePlan(tables=ordered, names=wanted, known=known, parents=parents_among(ordered))
+    return RestorePlan(tables=ordered, names=wanted, known=known, parents=parents_among(ordered),
+                       neutralise=frozenset() if archive.signed else LINK_TABLES & wanted)
 
 
 def refuse_orphaning_children(plan: RestorePlan, has_rows: Callable[[str], bool]) -> None:

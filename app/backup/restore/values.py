@@ -20,11 +20,21 @@ class Invalid(Exception):
     """A value does not fit its column; the message completes "column X …"."""
 
 
+def _spelled(number) -> str:
+    """A number as a message shows it; a whole number too long to spell (Python refuses past 4300
+    digits, and no column holds more than 20) by its length."""
+    if isinstance(number, int) and number.bit_length() > 128:
+        return f"a whole number of about {int(number.bit_length() * 0.30103) + 1:,} digits"
+    return repr(number)
+
+
 def _describe(value) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and value.bit_length() > 128:
+        return _spelled(value)
     if isinstance(value, (int, float)):
         return f"the number {value!r}"
     if isinstance(value, str):
@@ -96,7 +106,7 @@ def _int_checker(low: int, high: int):
         if type(value) is not int:
             raise Invalid(f"must be a whole number, not {_describe(value)}")
         if not low <= value <= high:
-            raise Invalid(f"is {value}, outside the column's range")
+            raise Invalid(f"is {_spelled(value)}, outside the column's range")
         return value
 
     return check

@@ -29,17 +29,20 @@ class TableWriter:
         self.fks = [(self.codec.names.index(fk.parent.name), fk.parent.name, fk.column.table.name, fk.column.name)
                     for fk in table.foreign_keys]
         self.tracks_skips = restore.plan.is_parent(self.name)
+        # Rows of a mailed-link table from an archive not signed here are stored as already used.
+        self.neutralise = restore.neutralisers.get(self.name)
 
     def add_rows(self, rows: list) -> None:
         """Convert and queue rows (numbered from 1 in the order they come); writes full batches."""
-        self.values.extend(self.codec.convert_many(rows, self.rows_seen + 1))
+        values = self.codec.convert_many(rows, self.rows_seen + 1)
+        self.values.extend(values if self.neutralise is None else self.neutralise(values))
         self.rows_seen += len(rows)
         if len(self.values) >= BATCH_ROWS:
             self.flush()
 
     def add_values(self, values: list) -> None:
         """Queue rows that ``TableCodec.decode_json`` already checked and converted; writes full batches."""
-        self.values.extend(values)
+        self.values.extend(values if self.neutralise is None else self.neutralise(values))
         self.rows_seen += len(values)
         if len(self.values) >= BATCH_ROWS:
             self.flush()

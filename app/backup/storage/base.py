@@ -9,9 +9,12 @@ store accepts. The stores themselves are ``local.LocalStorage`` and
 """
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable
+
+HASH_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,13 @@ class PendingFile:
     def __init__(self, file: BinaryIO):
         self.file = file
         self.name: str | None = None
+
+    def sha256(self) -> str:
+        """The hex SHA-256 of everything written: read back from a seekable file, else the
+        digest a streaming file kept as it was written (its ``hexdigest``)."""
+        if self.file.seekable():
+            return sha256_of(self.file)
+        return self.file.hexdigest()
 
 
 class Storage(ABC):
@@ -96,3 +106,13 @@ def is_plain_name(name: object) -> bool:
     """
     return (isinstance(name, str) and bool(name) and not name.startswith(".")
             and "/" not in name and "\\" not in name and "\0" not in name)
+
+
+def sha256_of(fh: BinaryIO) -> str:
+    """The hex SHA-256 of a seekable file's whole content; the file is left positioned at its start."""
+    digest = hashlib.sha256()
+    fh.seek(0)
+    while chunk := fh.read(HASH_CHUNK):
+        digest.update(chunk)
+    fh.seek(0)
+    return digest.hexdigest()

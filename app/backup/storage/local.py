@@ -4,7 +4,8 @@ Writers fill a hidden partial file in the same directory, fsync it, then link it
 under the first free final name, or rename it over the file it replaces (so a
 crash at any point leaves nothing that ``list()`` shows, and the old file whole).
 Partials left by a killed writer are removed by ``cleanup_partials()`` at the next
-start.
+start. Archives hold every account's password hash, so files are created readable
+by the app's user only (0600), and a directory this store creates is 0700.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from .base import PendingFile, Storage, StoredFile, is_plain_name
 log = logging.getLogger(__name__)
 
 PARTIAL_MARKER = ".partial-"
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
 # link() errors meaning "this filesystem has no hard links", not "something is wrong".
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 
@@ -42,7 +45,7 @@ class LocalStorage(Storage):
         self.directory = Path(directory)
         self.location = f"local:{self.directory.resolve()}"
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(
                 f"The backup directory {self.directory} cannot be created ({exc.strerror}); "
@@ -122,7 +125,8 @@ class LocalStorage(Storage):
         """
         partial = self.directory / f".{name}{PARTIAL_MARKER}{uuid.uuid4().hex}"
         try:
-            fh = open(partial, "xb+")  # readable too: a replacing writer hashes what it wrote
+            # Read back too: the service hashes the complete file before it is published.
+            fh = os.fdopen(os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE), "w+b")
         except OSError as exc:
             raise self._error("write", exc) from exc
         published = False
@@ -181,7 +185,7 @@ class LocalStorage(Storage):
         for name in (first, *rest):
             target = self._path(name)
             try:
-                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
             except FileExistsError:
                 continue
             os.replace(partial, target)

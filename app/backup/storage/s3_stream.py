@@ -7,13 +7,15 @@ The upload goes to a hidden *staging key* that is never listed; the caller
 publishes it under its real name with ``copy_in_parts`` (a server-side multipart
 copy whose final CompleteMultipartUpload is conditional, so a lost name can be
 retried under the next one). An archive smaller than one part never starts an
-upload: its bytes stay in memory for a single conditional PUT.
+upload: its bytes stay in memory for a single conditional PUT. The stream hashes
+what passes (``hexdigest``): the SHA-256 the backup's record keeps, with no read back.
 
 The stream is not seekable: ``zipfile`` then writes each member's sizes and CRC
 after its data (a data descriptor), which every ZIP reader understands.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
@@ -45,6 +47,7 @@ class PartStream(io.RawIOBase):
         self._parts: list[dict] = []
         self.small_body: bytes | None = None
         self.staged_size = 0
+        self._digest = hashlib.sha256()
 
     def writable(self) -> bool:
         return True
@@ -56,9 +59,14 @@ class PartStream(io.RawIOBase):
         """Bytes written so far (zipfile asks for offsets, never seeks)."""
         return self._position
 
+    def hexdigest(self) -> str:
+        """The hex SHA-256 of every byte written so far."""
+        return self._digest.hexdigest()
+
     def write(self, data) -> int:
         """Take ``data``; full parts are handed to the upload threads (waiting while two are in flight)."""
         view = memoryview(data).cast("B")
+        self._digest.update(view)
         self._buffer += view
         self._position += len(view)
         while len(self._buffer) >= self.part_size:

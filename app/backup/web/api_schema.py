@@ -149,7 +149,7 @@ class ScratchCounts(Answer):
 
 
 class Verification(Answer):
-    """The outcome of checking an archive: structure, checksums, signature, a test restore."""
+    """The outcome of checking an archive: the recorded SHA-256, structure, checksums, signature, a test restore."""
 
     ok: bool
     filename: str
@@ -159,6 +159,9 @@ class Verification(Answer):
     test_restore: dict[str, ScratchCounts] | None
     record_counts: dict[str, Count]
     error: str | None
+    sha256: Annotated[Literal["ok", "failed", "not recorded", "not checked", "not listed"],
+                      Meta(description="a listed backup's file against the SHA-256 recorded when it was made or "
+                                       "accepted")] | UnsetType = UNSET
     restore_seconds: Annotated[float, Meta(description="how long the test restore took")] | None | UnsetType = UNSET
 
 
@@ -302,6 +305,10 @@ class Error(Answer):
 
 class CreateBackupFields(msgspec.Struct):
     wait: Flag = False
+
+
+class VerifyFields(msgspec.Struct):
+    wait: Annotated[Flag, Meta(description="0: answer at once with the job")] = True
 
 
 class RestoreFields(msgspec.Struct):

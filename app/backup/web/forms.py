@@ -8,6 +8,7 @@ Bearer requests carry none.
 """
 from __future__ import annotations
 
+from flask import request
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import Field, PasswordField, StringField
@@ -15,7 +16,7 @@ from wtforms.validators import StopValidation, ValidationError
 
 from config import parse_flag
 
-from ...security import verify_password
+from ...auth.credentials import authenticate, is_locked_out
 from ..audit import MAX_PAGE_SIZE, PAGE_SIZE
 from ..errors import BadRequestError
 from ..restore.options import RestoreOptions, parse_tables
@@ -34,12 +35,13 @@ def _text(value) -> str:
 
 
 class FlagField(Field):
-    """A yes/no field: 1/true/yes/on or 0/false/no/off (see ``config.parse_flag``); absent or empty is no."""
+    """A yes/no field: 1/true/yes/on or 0/false/no/off (see ``config.parse_flag``); absent or empty is
+    the field's ``default`` (no, unless declared otherwise)."""
 
     def process_formdata(self, valuelist):
         sent = valuelist[0] if valuelist else None
         if sent is None or sent == "":
-            self.data = False
+            self.data = bool(self.default)
             return
         try:
             self.data = parse_flag(sent)
@@ -72,6 +74,12 @@ class CreateBackupForm(RequestForm):
     wait = FlagField()
 
 
+class VerifyForm(RequestForm):
+    """``POST /admin/verify-backup/<filename>``: ``wait=0`` answers at once with the job instead of the outcome."""
+
+    wait = FlagField(default=True)
+
+
 class RestoreForm(RequestForm):
     """``POST /admin/restore-backup``: the source, the restore options and their confirmation.
 
@@ -80,8 +88,10 @@ class RestoreForm(RequestForm):
     Fields are declared in the order they are checked. After ``validate``,
     ``options`` holds the validated ``RestoreOptions`` (checked after the mode and
     the flags, before the confirmation; its error belongs to no single field).
-    A session request passes the admin's ``password_hash`` and must carry the
-    current password; a Bearer request passes None.
+    A session request passes the admin's username (``session_username``) and must
+    carry the admin's current password, checked as a login is: it counts toward
+    the login lock-out and is recorded in ``login_attempts``. A Bearer request
+    passes None.
     """
 
     mode = StringField(filters=[_text])
@@ -95,9 +105,9 @@ class RestoreForm(RequestForm):
     backup_file = FileField()
     wait = FlagField()
 
-    def __init__(self, fields: dict | None, *, password_hash: str | None):
+    def __init__(self, fields: dict | None, *, session_username: str | None):
         super().__init__(fields)
-        self.password_hash = password_hash
+        self.session_username = session_username
         self.options: RestoreOptions | None = None
 
     def validate(self, extra_validators=None) -> bool:
@@ -127,12 +137,16 @@ class RestoreForm(RequestForm):
             raise ValidationError(f"To restore, the field 'confirm' must equal the mode ({self.mode.data!r}).")
 
     def validate_password(self, field):
-        """A session request carries the admin's current password."""
-        if self.password_hash is None:
+        """A session request carries the admin's current password: a login attempt, locked out as one."""
+        if self.session_username is None:
             return
         if not field.data:
             raise StopValidation("Enter your current password to confirm the restore.")
-        if not verify_password(self.password_hash, field.data):
+        ip, agent = request.remote_addr, request.headers.get("User-Agent")
+        if authenticate(self.session_username, field.data, ip, agent, logs_in=False) is None:
+            if is_locked_out(self.session_username, ip):
+                raise ValidationError("Too many wrong passwords: the account is locked for a while; the restore "
+                                      "was not started.")
             raise ValidationError("The password is not correct; the restore was not started.")
 
     def validate_filename(self, field):

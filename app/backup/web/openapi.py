@@ -85,9 +85,13 @@ OPERATIONS: dict[str, Operation] = {
                shapes.Error)},
         fields=shapes.RestoreFields, uploads=True, headers=_JOB_LOCATION),
     "restore.verify_backup": Operation(
-        "Verify a backup: checksums, signature and a test restore into a scratch database",
-        {200: ("The verification (ok true or false).", shapes.VerificationAnswer), 404: _NOT_FOUND,
-         409: _BUSY}),
+        "Verify a backup: the recorded SHA-256, checksums, signature and a test restore into a scratch database",
+        {200: ("The verification (ok true or false).", shapes.VerificationAnswer),
+         202: ("Started (wait=0); follow the job.", shapes.JobAnswer),
+         400: ("A malformed field.", shapes.Error), 404: _NOT_FOUND,
+         409: ("Another verification is running (or, on SQLite, a restore); the body carries its job.",
+               shapes.Error)},
+        fields=shapes.VerifyFields, headers=_JOB_LOCATION),
     "schedule.backup_schedule": Operation("The backup schedule", {200: ("The schedule.", shapes.ScheduleAnswer)}),
     "schedule.save_backup_schedule": Operation(
         "Save the schedule (fields left out keep their values)",

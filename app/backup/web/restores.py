@@ -12,10 +12,14 @@ from flask_login import current_user, logout_user
 from ...models import password_fingerprint
 from ...security import admin_required, bearer_token, wants_json
 from ..errors import BackupError, BadRequestError, TooLargeError
+from ..jobs.lock import refuse_while_locked
+from ..jobs.runner import wait_for_job
+from ..restore.accounts import describe_security_changes
 from ..restore_service import listed_source, session_still_valid, start_restore, upload_source
+from ..service import BackupService
 from ..units import human_size
-from ..verify import verify_listed_backup
-from .forms import RestoreForm
+from ..verify import start_verify
+from .forms import RestoreForm, VerifyForm
 from .http import done, keep_form_errors, refused_form, request_actor, request_fields
 
 bp = Blueprint("restore", __name__)
@@ -29,9 +33,12 @@ _FORM_OVERHEAD = 1024 * 1024
 @admin_required
 def restore_backup():
     _refuse_oversized_body()
+    # Before the password step, which writes a login attempt: a restore holding SQLite's write lock
+    # would make it wait, where the request is to be refused at once.
+    refuse_while_locked()
     # A session must confirm with the admin's password; a Bearer token is proof enough.
     form = RestoreForm(request_fields(uploads=True, joined=("tables",)),
-                       password_hash=None if bearer_token() else current_user.password_hash)
+                       session_username=None if bearer_token() else current_user.username)
     if not form.validate():
         if not wants_json():
             keep_form_errors(form)
@@ -59,7 +66,18 @@ def restore_backup():
 @bp.route("/verify-backup/<path:filename>", methods=["POST"])
 @admin_required
 def verify_backup(filename):
-    verification = verify_listed_backup(filename, actor=request_actor())
+    form = VerifyForm(request_fields())
+    if not form.validate():
+        raise BadRequestError(form.refusal())
+    # Off the request thread, as every job; this request may wait for its outcome.
+    job = start_verify(listed_source(filename), actor=request_actor(), background=True)
+    if not form.wait.data:
+        return done({"job": BackupService.job(job.id)}, 202, "Verification started.", url_for("backup.system_backup"),
+                    wants_json=wants_json(), headers={"Location": url_for("backup.backup_job", job_id=job.id)})
+    finished = wait_for_job(job.id)
+    if finished.status != "succeeded":
+        raise BackupError(f"The verification of {filename} could not run: {finished.message}")
+    verification = BackupService.job(job.id)["result"]
     message = (f"Backup {filename} verified." if verification["ok"]
                else f"Backup {filename} failed verification: {verification['error']}")
     if not wants_json() and not verification["ok"]:
@@ -83,6 +101,11 @@ def _summary(verb: str, result: dict) -> str:
         if changed:
             parts.append(f"{table}: " + ", ".join(f"{v} {k}" for k, v in changed.items()))
     text = f"{verb} ({result['mode']}): " + ("; ".join(parts) or "nothing to change") + "."
+    accounts = describe_security_changes(result.get("security_changes") or {})
+    if accounts:
+        text += " Accounts: " + "; ".join(accounts) + "."
+    if result.get("neutralised_tokens"):
+        text += f" {result['neutralised_tokens']} mailed link(s) from the unsigned archive stored as already used."
     if result.get("safety_backup"):
         text += f" Safety backup: {result['safety_backup']}."
     return text

@@ -158,3 +158,12 @@ def test_an_offset_past_the_last_or_first_day_steps_aside_to_be_refused(edge, co
     assert codec.decode_json(dumps(rows[:1] + rows[2:])) is not None
     with pytest.raises(ArchiveError, match="row 2 .*outside the years 1 to 9999 in UTC"):
         codec.convert_many(rows, 1)
+
+
+@pytest.mark.parametrize("column", ["id", "is_active"])
+def test_a_whole_number_too_long_to_spell_is_refused_naming_its_length(column):
+    # Python refuses to spell an int past 4300 digits: the message must not need to.
+    row = {"id": 1, "username": "u", "email": "u@example.org", "password_hash": "x", "is_active": True,
+           "is_admin": False, "created_at": "2025-01-02T05:04:05+00:00", "last_login": None, column: 10**5000}
+    with pytest.raises(ArchiveError, match=f"column {column} .*a whole number of about 5,001 digits"):
+        CODECS[("users", "sqlite")].convert_many([row], 1)

@@ -227,6 +227,30 @@ def test_record_counts_that_do_not_match_the_rows_are_refused(app, client, live,
     assert_refused(app, client, live, archive, 422, "holds 3 rows of users, but the metadata says 4")
 
 
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "trusted-unsigned"])
+def test_metadata_that_disagrees_with_itself_is_refused_naming_the_table(app, client, live, tmp_path, signed):
+    # issue 15, item 12: record_counts names a table its table list lacks (and one the instance lacks too).
+    counts = {**{name: len(rows) for name, rows in sample_tables().items()}, "secrets": 0}
+    archive = build_archive(tmp_path / "a.zip", key=live["key"] if signed else None,
+                            schema_revision=live["revision"],
+                            metadata_changes={"record_counts": counts, "total_records": sum(counts.values())})
+    assert_refused(app, client, live, archive, 422, "record_counts names 'secrets', which its table list lacks",
+                   trust_unsigned="1")
+    listed_only = {name: len(rows) for name, rows in sample_tables().items() if name != "users"}
+    archive = build_archive(tmp_path / "b.zip", key=live["key"] if signed else None,
+                            schema_revision=live["revision"],
+                            metadata_changes={"record_counts": listed_only,
+                                              "total_records": sum(listed_only.values())})
+    assert_refused(app, client, live, archive, 422, "table list names 'users', which its record_counts lacks",
+                   trust_unsigned="1")
+
+
+def test_a_table_listed_twice_is_refused_naming_it(app, client, live, tmp_path):
+    archive = build_archive(tmp_path / "a.zip", key=live["key"], schema_revision=live["revision"],
+                            metadata_changes={"tables": list(sample_tables()) + ["users"]})
+    assert_refused(app, client, live, archive, 422, "table list names 'users' more than once")
+
+
 # --- the rows -------------------------------------------------------------------------------------------
 
 def refused_rows(app, client, live, tmp_path, change, *fragments, mode="replace"):

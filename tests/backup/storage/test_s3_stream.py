@@ -6,6 +6,7 @@ and archives written over the non-seekable stream reading back whole.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -182,3 +183,13 @@ def test_an_endpoint_dropping_mid_upload_fails_with_what_to_check_and_leaves_not
             for _ in range(20 * MiB // len(CHUNK)):
                 pending.file.write(CHUNK)
     assert pending.name is None and keys(s3) == [] and uploads(s3) == []
+
+
+def test_the_stream_hashes_what_it_uploads(s3, s3_server):
+    storage = S3Storage(BUCKET, PREFIX, s3_server.endpoint_url, client=make_client(s3_server.endpoint_url))
+    with storage.atomic_writer(["hashed.zip"]) as pending:
+        for _ in range(7 * MiB // len(CHUNK)):  # more than one part
+            pending.file.write(CHUNK)
+        digest = pending.sha256()
+    stored = s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/hashed.zip")["Body"].read()
+    assert digest == hashlib.sha256(stored).hexdigest()

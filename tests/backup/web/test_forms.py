@@ -51,7 +51,7 @@ def test_each_caller_keeps_its_own_answer_to_an_empty_value(app):
 def test_the_restore_form_reads_json_values_as_sent(app, admin_user):
     with app.test_request_context():
         form = RestoreForm({"filename": " a.zip ", "mode": "merge", "confirm": "merge", "tables": ["users"],
-                            "dry_run": True, "wait": 1}, password_hash=None)
+                            "dry_run": True, "wait": 1}, session_username=None)
         assert form.validate()
         assert form.filename.data == "a.zip" and form.wait.data is True
         assert (form.options.mode, form.options.tables, form.options.on_conflict, form.options.dry_run) == (
@@ -60,7 +60,7 @@ def test_the_restore_form_reads_json_values_as_sent(app, admin_user):
 
 def test_the_restore_form_reports_the_first_problem_in_the_order_they_are_checked(app):
     with app.test_request_context():
-        form = RestoreForm({"mode": "replace", "confirm": "merge", "on_conflict": "overwrite"}, password_hash=None)
+        form = RestoreForm({"mode": "replace", "confirm": "merge", "on_conflict": "overwrite"}, session_username=None)
         assert not form.validate()
         assert form.refusal() == "on_conflict applies to merge restores only."
         assert form.confirm.errors and form.filename.errors

@@ -114,8 +114,13 @@ def after_redirect(admin_client, response) -> str:
 
 
 def state(app) -> tuple:
-    """What "nothing changed" compares: rows per table, their content, the listed backups."""
-    return count_rows(app), snapshot(app), backup_names(app)
+    """What "nothing changed" compares: rows per table, their content, the listed backups.
+
+    login_attempts aside: the password step of every browser restore is a login attempt (issue 15).
+    """
+    counts, hashes = count_rows(app), snapshot(app)
+    counts.pop("login_attempts"), hashes.pop("login_attempts")
+    return counts, hashes, backup_names(app)
 
 
 def delete_user(app, user_id: int) -> None:

@@ -174,7 +174,9 @@ def test_a_browser_restore_needs_the_admins_current_password(app, admin_client, 
             assert response.status_code == 400
             page = response.get_data(as_text=True)
         assert why in page
-    assert snapshot(app) == before and backup_names(app) == backups
+    # Nothing changed but the wrong password's entry in login_attempts (issue 15: it is a login attempt).
+    without_attempts = lambda hashes: {k: v for k, v in hashes.items() if k != "login_attempts"}  # noqa: E731
+    assert without_attempts(snapshot(app)) == without_attempts(before) and backup_names(app) == backups
     response = browser_form(admin_client, archive, password=ADMIN_PASSWORD)
     assert response.status_code == 302
 
@@ -264,3 +266,43 @@ def test_uploads_wait_in_the_configured_directory_and_are_gone_afterwards(app, c
     assert job["status"] == "succeeded", job
     assert as_archive_rows(app) == expected_rows(sample_tables())
     assert uploads.is_dir() and not any(uploads.iterdir())
+
+
+def test_a_browser_preview_warns_on_the_page_which_accounts_the_restore_would_change(app, admin_client, env,
+                                                                                    tmp_path):
+    # The sample archive holds another admin password for "admin" and two accounts this instance lacks.
+    archive = build_archive(tmp_path / "c.zip", key=env["key"], schema_revision=env["revision"])
+    before = snapshot(app)
+    response = browser_form(admin_client, archive, password=ADMIN_PASSWORD, dry_run="1")
+    assert response.status_code == 302
+    before["login_attempts"] = snapshot(app)["login_attempts"]  # the password step is a login attempt
+    page = admin_client.get("/admin/system-backup").get_data(as_text=True)
+    assert "Accounts: passwords changed: admin." in page  # the flashed summary
+    warning = page[page.index('id="restore-security-changes"'):page.index("</div>", page.index(
+        'id="restore-security-changes"'))]
+    assert "restoring this would change" in warning and "Passwords changed: admin" in warning
+    assert page.index('id="restore-security-changes"') < page.index('id="restore-form"')
+    assert snapshot(app) == before
+
+
+def test_the_restore_password_step_is_a_login_attempt_and_counts_toward_the_lock_out(app, admin_client, env,
+                                                                                     archive):
+    from app.models import LoginAttempt
+
+    limit = app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]
+    before = snapshot(app)
+    for attempt in range(1, limit + 1):
+        response = browser_form(admin_client, archive, password="wrong-password")
+        assert response.status_code == 302
+        told = "the account is locked" if attempt == limit else "password is not correct"
+        assert told in admin_client.get("/admin/system-backup").get_data(as_text=True)
+    with app.app_context():
+        attempts = db.session.query(LoginAttempt).filter_by(username_or_email="admin").order_by(LoginAttempt.id)
+        assert [a.success for a in attempts] == [True] + [False] * limit  # the login, then each wrong password
+    # Locked out now: the right password no longer confirms a restore, nor logs anyone in.
+    response = browser_form(admin_client, archive, password=ADMIN_PASSWORD)
+    assert response.status_code == 302
+    assert "the account is locked" in admin_client.get("/admin/system-backup").get_data(as_text=True)
+    assert {k: v for k, v in snapshot(app).items() if k != "login_attempts"} == \
+        {k: v for k, v in before.items() if k != "login_attempts"}
+    assert login(app.test_client(), "admin", ADMIN_PASSWORD).status_code == 200
