@@ -10,12 +10,12 @@ the file through ``checked``'s answer, which serves that tail from memory.
 """
 from __future__ import annotations
 
-import io
 import os
 import struct
 from typing import BinaryIO
 
 from ..errors import ArchiveError
+from ..ranges import RangedReader
 from ..units import human_size
 
 MAX_ENTRIES = 8
@@ -38,43 +38,17 @@ def _end_record(tail: bytes) -> int:
     return tail.rfind(_END_SIGNATURE, 0, max(last + 1, 0))
 
 
-class _TailCached(io.RawIOBase):
+def _tail_cached(fh: BinaryIO, size: int, tail_start: int, tail: bytes) -> RangedReader:
     """``fh`` as zipfile reads it, its last bytes (already read) served from memory: zipfile's own look
     at the end record and the directory then costs no second read (a ranged GET, on S3)."""
 
-    def __init__(self, fh: BinaryIO, size: int, tail_start: int, tail: bytes):
-        super().__init__()
-        self._fh, self._size, self._tail_start, self._tail, self._position = fh, size, tail_start, tail, 0
+    def fetch(first: int, last: int) -> bytes:
+        if first >= tail_start:
+            return tail[first - tail_start:last - tail_start + 1]
+        fh.seek(first)
+        return fh.read(last - first + 1)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
-
-    def readinto(self, buffer) -> int:
-        wanted = min(len(buffer), self._size - self._position)
-        if wanted <= 0:
-            return 0
-        if self._position >= self._tail_start:
-            start = self._position - self._tail_start
-            data = self._tail[start:start + wanted]
-        else:
-            self._fh.seek(self._position)
-            data = self._fh.read(wanted)
-        buffer[:len(data)] = data
-        self._position += len(data)
-        return len(data)
+    return RangedReader(size, fetch)
 
 
 def checked(fh: BinaryIO) -> BinaryIO:
@@ -96,7 +70,7 @@ def checked(fh: BinaryIO) -> BinaryIO:
     if directory_bytes > MAX_DIRECTORY_BYTES:
         raise ArchiveError(f"The archive's central directory is {human_size(directory_bytes)}, far more than a "
                            "backup's three members need. It was not read further.")
-    return _TailCached(fh, size, tail_start, tail)
+    return _tail_cached(fh, size, tail_start, tail)
 
 
 def _directory_extent(fh: BinaryIO, tail_start: int, tail: bytes) -> tuple[int, int]:

@@ -45,7 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..errors import BackupNotFoundError, StorageError
 from ..jobs.lock import current_owner, owner_is_dead
 from .base import PendingFile, Storage, StoredFile, is_plain_name
-from .ranges import RangedReader
+from ..ranges import RangedReader
 from .s3_stream import PART_SIZE, PartStream, copy_in_parts
 from .s3_client import conditional_puts, prepare_client, replacing_keys, shared_client
 from .s3_errors import CLASH_CODES, NOT_FOUND_CODES, error_code, storage_error

@@ -1,7 +1,8 @@
 """A remote object of known size read as a seekable file, fetching only the bytes read.
 
 Used by stores whose ``open_parts`` must not download a whole archive to read its
-directory and one member (S3's ranged GETs).
+directory and one member (S3's ranged GETs), and by the archive's directory check,
+which serves the tail it already read from memory.
 """
 from __future__ import annotations
 
