@@ -174,14 +174,17 @@ def open_archive(app, source: ArchiveSource, trust_unsigned: bool) -> Iterator[A
         fh.close()
 
 
-def check_request(app, source: ArchiveSource, options: RestoreOptions) -> RestorePlan:
-    """Everything that can be refused before anything is written: options, archive, metadata, signature, schema,
-    and what the current rows forbid. Returns the restore's plan."""
+def check_request(app, source: ArchiveSource, options: RestoreOptions) -> None:
+    """Refuse, before any job or write, what can be refused: options, archive, metadata, signature, schema,
+    and what the current rows forbid.
+
+    The plan made here is not kept: the job, which may run in a Celery worker, plans once
+    again from the same source (``run_restore``).
+    """
     options.validate()
     with open_archive(app, source, options.trust_unsigned) as archive:
         plan = plan_restore(archive, options, known_revisions(app))
     check_before_writing(db.engine, plan, options)
-    return plan
 
 
 def start_restore(source: ArchiveSource, options: RestoreOptions, *, actor: Actor, wait: bool,

@@ -6,18 +6,17 @@ message by ``http.refused_form``.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask import Blueprint, flash, redirect, url_for
 from flask_login import current_user, logout_user
 
 from ...models import password_fingerprint
 from ...security import admin_required, bearer_token, wants_json
-from ..errors import BackupError, BadRequestError, TooLargeError
+from ..errors import BackupError, BadRequestError
 from ..jobs.lock import refuse_while_locked
 from ..jobs.runner import wait_for_job
 from ..restore.accounts import describe_security_changes
 from ..restore_service import listed_source, session_still_valid, start_restore, upload_source
 from ..service import BackupService
-from ..units import human_size
 from ..verify import start_verify
 from .forms import RestoreForm, VerifyForm
 from .http import done, keep_form_errors, refused_form, request_actor, request_fields
@@ -25,14 +24,10 @@ from .http import done, keep_form_errors, refused_form, request_actor, request_f
 bp = Blueprint("restore", __name__)
 bp.register_error_handler(BackupError, refused_form)
 
-# Multipart framing and the other fields around an uploaded archive.
-_FORM_OVERHEAD = 1024 * 1024
-
 
 @bp.route("/restore-backup", methods=["POST"])
 @admin_required
 def restore_backup():
-    _refuse_oversized_body()
     # Before the password step, which writes a login attempt: a restore holding SQLite's write lock
     # would make it wait, where the request is to be refused at once.
     refuse_while_locked()
@@ -85,13 +80,6 @@ def verify_backup(filename):
         return redirect(url_for("backup.system_backup"))
     return done({"verification": verification}, 200, message, url_for("backup.system_backup"),
                 wants_json=wants_json())
-
-
-def _refuse_oversized_body() -> None:
-    # Checked before Werkzeug parses (and spools) the body: a huge upload is refused unread.
-    limit = current_app.config["MAX_BACKUP_SIZE"]
-    if request.content_length is not None and request.content_length > limit + _FORM_OVERHEAD:
-        raise TooLargeError(f"The upload is larger than MAX_BACKUP_SIZE ({human_size(limit)}).")
 
 
 def _summary(verb: str, result: dict) -> str:
