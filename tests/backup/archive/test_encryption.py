@@ -29,11 +29,12 @@ from support.app import build_app
 from support.archives import snapshot
 from support.backup import archive_members, seed_sample_rows
 from support.restoring import restore_listed, restore_upload
+from support.services import REQUIRE_SERVICES
 
 KEY = "correct horse battery staple"
 SEVEN_ZIP = shutil.which("7z") or "/usr/bin/7z"
 LIMITS = Limits(64 * 1024**2, 256 * 1024**2, 100)
-needs_7z = pytest.mark.skipif(not os.path.exists(SEVEN_ZIP) and not os.environ.get("REQUIRE_SERVICES"),
+needs_7z = pytest.mark.skipif(not os.path.exists(SEVEN_ZIP) and not REQUIRE_SERVICES,
                               reason="7z (Debian p7zip-full) is not installed; .ci/run installs it")
 
 
