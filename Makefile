@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test bench install install-dev
+.PHONY: run test bench reliability install install-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,7 @@ test: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The reliability tests at full counts; rewrites docs/RELIABILITY.md (exit 1 if any row falls short).
+reliability: install-dev
+	$(BIN)/python tests/reliability/report.py $(PYTEST_ARGS)
