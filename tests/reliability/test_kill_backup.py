@@ -4,7 +4,8 @@ A real `flask backup create --progress` process is killed with SIGKILL at seeded
 points spread over its whole run: delays after its first progress line, drawn from
 equal slices of the time a full run took (a backup prints too few progress lines to
 pick 30 points among them, and the delay reaches the parts that print none: the
-fsync, the publication, the records). After each kill the app is started again,
+fsync, the publication, the records; a run that ends before its kill, as runs vary
+in speed, is tried again 20 % earlier). After each kill the app is started again,
 as an operator would, and the test counts:
 
 - listed archives that fail verification (each newly listed one is verified: its
@@ -31,8 +32,8 @@ from support.reliability import count, record
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 SEED = 20261202
-# About 64,000 rows: a run of a few tenths of a second, long enough to land kills in every phase.
-TABLES = {"users": 4_000, "attempts": 60_000}
+# About 130,000 rows: a run of a few tenths of a second, long enough to land kills in every phase.
+TABLES = {"users": 8_000, "attempts": 120_000}
 
 
 def create_process(app):
@@ -46,12 +47,11 @@ def kill_backups(tmp_path, url, key: str) -> None:
         with reaped(create_process(app)) as process:
             _, span = run_to_end(process)
         known = set(listed_names(app))
-        failed_verify, partial_listed, stray, changed, unmarked, finished_first, published = [], [], [], [], [], 0, 0
+        failed_verify, partial_listed, stray, changed, unmarked, retried, published = [], [], [], [], [], 0, 0
         for index, fraction in enumerate(spread_fractions(points, SEED)):
-            where = f"kill {index} at {fraction:.3f} of {span:.2f} s"
-            with reaped(create_process(app)) as process:
-                killed = kill_after_first_line(process, fraction * span)
-            finished_first += not killed
+            runs, delay = kill_after_first_line(lambda: create_process(app), fraction * span)
+            where = f"kill {index} {delay:.3f} s into a {span:.2f} s run"
+            retried += runs > 1
             with restarted(app, tmp_path / f"restart-{index}") as again:
                 listed = listed_names(again)
                 new = [name for name in listed if name not in known]
@@ -67,18 +67,17 @@ def kill_backups(tmp_path, url, key: str) -> None:
                 if snapshot(again) != before:
                     changed.append(where)
                 job = latest_job(again, "backup")
-                if killed and not (job.status == "failed" and job.message.startswith("Interrupted")
+                if not (job.status == "failed" and job.message.startswith("Interrupted")
                                    or job.status == "succeeded" and new):
                     unmarked.append(f"{where}: {job.status} {job.message!r}")
         losses = len(failed_verify) + len(partial_listed) + len(stray) + len(changed) + len(unmarked)
         record(f"kill-backup-{key}", cases=points, losses=losses, measured=(
             f"{key}: {len(failed_verify)} of {published} listed archives failed verify, {len(partial_listed)} "
             f"partial files listed and {len(stray)} left after the next start, {len(changed)} database changes, "
-            f"{len(unmarked)} jobs not marked failed ({points} kills over a {span:.2f} s run, "
-            f"{finished_first} came after the end)"))
+            f"{len(unmarked)} jobs not marked failed ({points} kills over a {span:.2f} s run; {retried} points "
+            f"came after the end of their run and were tried again 20 % earlier)"))
         assert losses == 0, {"failed verify": failed_verify, "partial listed": partial_listed,
                              "partial left": stray, "database changed": changed, "job not failed": unmarked}
-        assert finished_first < points, "no kill found the backup running"
 
 
 def test_sqlite_backup_killed_at_points_over_its_run(tmp_path):

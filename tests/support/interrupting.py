@@ -7,6 +7,7 @@ compare the database and the backup store with what they held before.
 from __future__ import annotations
 
 import random
+import re
 import signal
 import subprocess
 import time
@@ -24,6 +25,7 @@ from support.app import build_app
 from support.archives import build_archive
 from support.processes import progress_lines, progress_message
 
+BACKUP_NAME = re.compile(r"cyberquest_backup_\S+?\.zip")
 # How long any one child may take before the test gives up on it (a hang is a failure, not a wait).
 PROCESS_TIMEOUT = 300
 
@@ -43,13 +45,19 @@ def spread_fractions(count: int, seed: int) -> list[float]:
     return [(i + rng.random()) / count for i in range(count)]
 
 
+def point_of(line: str) -> str:
+    """A progress line as a point of the run: its message without the percentage (how far a restore has read
+    ahead varies) and with any backup's filename as ``<backup>`` (a safety backup is named by the second)."""
+    return BACKUP_NAME.sub("<backup>", progress_message(line))
+
+
 def markers(lines: list[str]) -> list[tuple[str, int]]:
-    """Each progress line of a run as (message, how many times that message came before): a point of the
-    run that a later run of the same work passes too, whatever its percentages."""
+    """Each progress line of a run as (``point_of`` it, how many times that point came before): a point of
+    the run that a later run of the same work passes too."""
     seen: Counter = Counter()
     points = []
     for line in lines:
-        message = progress_message(line)
+        message = point_of(line)
         points.append((message, seen[message]))
         seen[message] += 1
     return points
@@ -74,7 +82,7 @@ def stop_at(process: subprocess.Popen, marker: tuple[str, int], sig: int = signa
     ``markers``); True if it did, False if the child's stderr ended first."""
     message, before = marker
     for line in progress_lines(process):
-        if progress_message(line) == message:
+        if point_of(line) == message:
             if before == 0:
                 process.send_signal(sig)
                 return True
@@ -82,15 +90,21 @@ def stop_at(process: subprocess.Popen, marker: tuple[str, int], sig: int = signa
     return False
 
 
-def kill_after_first_line(process: subprocess.Popen, delay: float) -> bool:
-    """SIGKILL a ``--progress`` child ``delay`` seconds after its first progress line (the delay is the point
-    of the run being tried); True if the kill found it still running."""
-    next(progress_lines(process), None)
-    time.sleep(delay)
-    killed = process.poll() is None
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=PROCESS_TIMEOUT)
-    return killed
+def kill_after_first_line(start, delay: float, tries: int = 5) -> tuple[int, float]:
+    """SIGKILL the ``--progress`` child ``start()`` makes ``delay`` seconds after its first progress line (the
+    delay is the point of the run being tried). A child that ends before the kill (runs vary in speed) is
+    started again with a delay 20 % shorter, up to ``tries`` times; returns how many runs were made and the
+    delay that found the child running (an AssertionError if none did)."""
+    for attempt in range(1, tries + 1):
+        with reaped(start()) as process:
+            next(progress_lines(process), None)
+            time.sleep(delay)
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+            if process.wait(timeout=PROCESS_TIMEOUT) == -signal.SIGKILL:
+                return attempt, delay
+        delay *= 0.8
+    raise AssertionError(f"the child ended before every kill ({tries} tries, down to {delay:.3f} s)")
 
 
 @contextmanager
@@ -107,10 +121,11 @@ def reaped(process: subprocess.Popen):
 
 
 @contextmanager
-def app_holding(tmp_path: Path, url: str, tables: dict):
-    """A migrated app on ``url`` whose data tables hold ``tables`` (a signed archive of them restored with
-    `flask backup restore`, so a safety backup is listed too); the engine is disposed after."""
-    app = build_app(tmp_path, url)
+def app_holding(tmp_path: Path, url: str | None, tables: dict, **settings):
+    """A migrated app on ``url`` (None: a SQLite file) with ``settings``, whose data tables hold ``tables`` (a
+    signed archive of them restored with `flask backup restore`, so a safety backup is listed too); the
+    engine is disposed after."""
+    app = build_app(tmp_path, url, **settings)
     try:
         loaded = build_archive(tmp_path / "holding.zip", tables, key=signing_key(app),
                                schema_revision=revision(app))
