@@ -1,4 +1,4 @@
-"""Layered fixtures: databases → app → client → users and auth helpers → real servers.
+"""Layered fixtures: databases → app → client → users and auth helpers → real servers (SMTP, S3).
 
 The helpers they use live in the ``support`` package (``tests/support/``); the
 backup, browser and schedule fixtures are in the conftest.py of their folders.
@@ -161,3 +161,21 @@ def smtp_server():
 def mailbox(smtp_server, app):
     """Points the app's mail at the real SMTP server and returns the received envelopes."""
     return send_mail_to(app, smtp_server)
+
+
+# --- A real S3 endpoint ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 served over real HTTP on a free port; ``.endpoint_url`` points at it.
+
+    State is shared by the session: tests reset it with ``POST /moto-api/reset``.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    server.endpoint_url = f"http://{host}:{port}"
+    yield server
+    server.stop()

@@ -86,17 +86,18 @@ class BackupService:
     # --- creating ------------------------------------------------------------------
 
     def start_create(self, trigger: str, created_by: str | None, *, wait: bool = False,
-                     actor: audit.Actor | None = None) -> BackupJob:
+                     actor: audit.Actor | None = None, progress=None) -> BackupJob:
         """Run ``create`` as a recorded job holding the one-at-a-time lock; the new backup is ``actor``'s to audit.
 
         Raises ``ConflictError`` at once when another backup or restore runs. With
         ``wait`` it returns the finished job (``result`` is the Backup) or raises the
         backup's error; otherwise it returns the queued job while the work goes on.
+        ``progress(fraction, message)`` hears the job's progress reports (the CLI's lines).
         """
         self._check_trigger(trigger)
         work = JobWork("backup", {"trigger": trigger, "created_by": created_by,
                                   "actor": None if actor is None else asdict(actor)})
-        return run_job("backup", created_by, work, exclusive=True, background=not wait)
+        return run_job("backup", created_by, work, exclusive=True, background=not wait, progress=progress)
 
     def create(self, trigger: str, created_by: str | None, progress=None) -> dict:
         """Write a new signed archive of every data table and return its Backup dict.

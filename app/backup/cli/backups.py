@@ -12,15 +12,17 @@ from ..audit import CLI
 from ..errors import BackupError
 from ..service import BackupService
 from ..units import human_size
+from . import progress_printer
 
 backup_cli = AppGroup("backup", help="Create, list, verify, restore and prune backups.")
 
 
 @backup_cli.command("create")
-def create_command():
+@click.option("--progress", is_flag=True, help="Print progress lines on stderr.")
+def create_command(progress):
     """Make a backup now and print its filename."""
     try:
-        job = BackupService().start_create("cli", None, wait=True, actor=CLI)
+        job = BackupService().start_create("cli", None, wait=True, actor=CLI, progress=progress_printer(progress))
     except BackupError as err:
         raise click.ClickException(str(err)) from err
     click.echo(BackupService.job(job.id)["result"]["filename"])

@@ -15,21 +15,7 @@ from ..restore.accounts import describe_security_changes
 from ..restore.options import CONFLICT_POLICIES, MODES, RestoreOptions, parse_tables
 from ..restore_service import cli_source, start_restore
 from ..verify import verify_source
-
-
-def _progress_printer(enabled: bool):
-    if not enabled:
-        return None
-    last = {"line": None}
-
-    def show(fraction: float, message: str) -> None:
-        line = f"progress {fraction * 100:5.1f}% {message}"
-        if line != last["line"]:
-            last["line"] = line
-            click.echo(line, err=True)
-            sys.stderr.flush()
-
-    return show
+from . import progress_printer
 
 
 def _describe(result: dict, verb: str) -> list[str]:
@@ -74,7 +60,7 @@ def register(group) -> None:
         try:
             options.validate()
             outcome = start_restore(cli_source(file), options, actor=CLI, wait=True,
-                                    progress=_progress_printer(progress))
+                                    progress=progress_printer(progress))
         except BackupError as err:
             raise click.ClickException(str(err)) from err
         result = outcome.get("preview") or outcome.get("restore")

@@ -54,7 +54,9 @@ def register(group) -> None:
         elif not outcome.failed:
             click.echo(_describe(outcome))
         if outcome.failed:
-            raise click.ClickException(f"The scheduled backup failed: {outcome.message}")
+            # The run's own error when there is one (the outcome's message is "Failed: " and that error).
+            reason = outcome.report.error if outcome.report is not None and outcome.report.error else outcome.message
+            raise click.ClickException(f"The scheduled backup failed: {reason}")
 
 
 def _describe(outcome: scheduler.SlotOutcome) -> str:

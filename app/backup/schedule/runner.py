@@ -202,9 +202,15 @@ def _run_claimed_slot(settings: ScheduleSettings, slot: datetime, now: datetime)
                 log.exception("could not defer scheduled slot %s", slot)
             return SlotOutcome("deferred", slot, f"Deferred: {exc.message}")
         report.error, report.error_kind = exc.message, "conflict"
-    except Exception as exc:  # every failure is recorded and reported; the log keeps the traceback
-        log.exception("scheduled backup for slot %s failed", slot)
-        report.error = exc.message if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # every failure is recorded and reported
+        if isinstance(exc, BackupError):
+            # Its message says what failed and what to fix, and it is recorded, audited and mailed below.
+            # No traceback: in `flask backup run-scheduled` it would bury the one line the command prints.
+            log.info("scheduled backup for slot %s failed: %s", slot, exc.message)
+            report.error = exc.message
+        else:  # a failure nobody foresaw: the log keeps the traceback
+            log.exception("scheduled backup for slot %s failed", slot)
+            report.error = f"{type(exc).__name__}: {exc}"
         report.error_kind = "verification" if isinstance(exc, VerificationFailed) else notify.classify_error(exc)
     report.finished_at = utcnow()
     _record_outcome(report)

@@ -35,6 +35,18 @@ def test_create_prints_the_filename_and_list_shows_it(app):
     assert plain.exit_code == 0 and name in plain.stdout and "9 records" in plain.stdout
 
 
+def test_create_progress_lines_go_to_stderr_and_the_filename_to_stdout(app):
+    seed_sample_rows(app)
+    created = run(app, "create", "--progress")
+    assert created.exit_code == 0, created.output
+    lines = created.stderr.splitlines()
+    assert lines[0] == "progress   0.0% Starting the backup"
+    assert any("Backing up users" in line for line in lines)
+    name = created.stdout.strip()
+    assert lines[-1] == f"progress 100.0% Created {name}"
+    assert run(app, "create").stderr == ""
+
+
 def test_list_when_empty(app):
     assert run(app, "list").stdout.strip() == "No backups yet."
     assert orjson.loads(run(app, "list", "--json").stdout) == {"backups": []}

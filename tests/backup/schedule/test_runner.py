@@ -17,6 +17,7 @@ from app.extensions import db
 from app.models import AuditLog, BackupRecord, ScheduledRun, data_tables, utcnow
 from support.app import build_app
 from support.mail import message_text, send_mail_to
+from support.processes import flask_process
 from support.schedule import backup_at, listed, save_schedule
 
 
@@ -238,10 +239,17 @@ def test_run_scheduled_command_for_cron(sched_app):
 def test_run_scheduled_command_fails_with_one_line_on_stderr(tmp_path):
     app = build_app(tmp_path, BACKUP_DIRECTORY=os.devnull)
     in_force(app)
-    result = app.test_cli_runner().invoke(args=["backup", "run-scheduled"])
-    assert result.exit_code == 1
-    assert result.stderr.startswith("Error: The scheduled backup failed:")
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    # A real process: in pytest's own, the log's records go to its capture instead of stderr. No mail
+    # server listens (MAIL_PORT 1): the lost failure mail is one warning line too, no traceback.
+    with flask_process(app, "backup", "run-scheduled", env={"MAIL_PORT": "1"}) as process:
+        stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1 and stdout == ""
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert lines[-1] == (f"Error: The scheduled backup failed: The backup directory {os.devnull} cannot be "
+                         "created (File exists); create it or set BACKUP_DIRECTORY to a writable place.")
+    # Before it: the start-up's warning about the store, and the mail that could not be sent.
+    assert len(lines) == 3 and "Could not send '[CyberQuest] Scheduled backup FAILED: storage'" in lines[1]
 
 
 @pytest.mark.parametrize("status", ["succeeded", "failed"])
