@@ -86,6 +86,8 @@ def edited_tables(draw) -> dict:
             row = rows[index]
             if kind == "drop-row":
                 del rows[index]
+            elif not isinstance(row, dict):  # an earlier edit made it something else
+                rows[index] = draw(json_values)
             elif kind == "copy-row":
                 rows.append(dict(row))
             elif kind == "not-a-row":
