@@ -19,6 +19,7 @@ from support.app import ADMIN_PASSWORD, USER_PASSWORD, build_app
 from support.web import csrf_token_from, flashes
 from support.archives import build_archive, generated_tables
 from support.live_server import HttpClient, post_chunked, post_declaring, serving
+from support.restoring import multipart
 
 MiB = 1024 * 1024
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -79,15 +80,6 @@ def big_archive(app, path: Path) -> bytes:
     return data
 
 
-def multipart(fields: dict, archive: bytes, boundary: str = "cq-boundary") -> tuple[bytes, dict]:
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="backup_file"; filename="big.zip"\r\n'
-                 "Content-Type: application/zip\r\n\r\n".encode() + archive + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-
 PREVIEW = {"mode": "merge", "confirm": "merge", "dry_run": "1", "wait": "1"}
 
 
@@ -112,7 +104,6 @@ def test_an_admin_session_upload_over_1_mib_passes_the_csrf_check_and_restores(l
     client.post("/auth/login", data={"username": "admin", "password": ADMIN_PASSWORD,
                                      "csrf_token": csrf_token_from(page.get_data(as_text=True))})
     token = csrf_token_from(client.get("/admin/system-backup").get_data(as_text=True))
-    # Encoded here: the test client would spool a large multipart body to a file it never closes.
     body, headers = multipart({**PREVIEW, "password": ADMIN_PASSWORD, "csrf_token": token}, archive)
     response = client.post("/admin/restore-backup", data=body, headers=headers)
     assert response.status_code == 302, response.get_data(as_text=True)

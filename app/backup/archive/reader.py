@@ -166,6 +166,11 @@ class Archive:
             if self.limits.ratio_exceeded(info.file_size, info.compress_size):
                 raise TooLargeError(f"{info.filename} declares a compression ratio above "
                                     f"{self.limits.max_ratio:.0f}:1, which looks like a zip bomb.")
+            # zipfile shifts every offset by what it takes for bytes prepended to the archive, so a damaged
+            # directory can put an entry before the file's start: seeking there would fail with an OSError.
+            if info.header_offset < 0:
+                raise ArchiveError(f"The ZIP entry for {info.filename} is damaged (it points before the start "
+                                   "of the file).")
             if info.header_offset + info.compress_size > self.size:
                 raise ArchiveError(f"The archive is truncated: {info.filename} runs past the end of the file.")
         return members

@@ -81,3 +81,15 @@ def test_a_file_with_no_end_record_is_refused_as_no_zip(app, client, env, tmp_pa
     response = restore_upload(client, env["headers"], cut)
     assert response.status_code == 422 and "not a valid ZIP archive" in response.get_json()["error"]
     assert format.METADATA_MEMBER in members
+
+
+def test_a_directory_pointing_before_the_start_of_the_file_is_refused_as_damaged(app, client, env, tmp_path):
+    """Found by the archive fuzz: zipfile shifts offsets by the "prepended bytes" the end record implies, so
+    a central-directory offset one too high puts the first entry at -1 (it was a 500)."""
+    data = bytearray(build_archive(tmp_path / "good.zip", key=env["key"], schema_revision=env["revision"])
+                     .read_bytes())
+    at = data.rindex(b"PK\x05\x06")
+    struct.pack_into("<L", data, at + 16, struct.unpack_from("<L", data, at + 16)[0] + 1)
+    response = restore_upload(client, env["headers"], bytes(data), dry_run="1")
+    assert response.status_code == 422, response.get_json()
+    assert "points before the start of the file" in response.get_json()["error"]
