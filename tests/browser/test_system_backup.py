@@ -2,8 +2,9 @@
 
 Create with a live bar and log, download, expand, verify, pin, delete through the
 dialog, preview a merge and run it, replace and undo, save a schedule, find the
-download in the audit log, a 403, and the page at 375 px. Each main screen is saved under ``tests/artifacts/``. Every
-page is checked for console errors, uncaught exceptions and CSP violations.
+download in the audit log, a 403, and the page at 375 px. Each main screen is saved
+under ``tests/artifacts/``. Every page is checked for console errors, uncaught
+exceptions and CSP violations.
 """
 from __future__ import annotations
 
