@@ -222,11 +222,20 @@ def authenticate_bearer():
 
 
 def check_csrf():
-    """Before each request: cookie-authenticated form posts need the CSRF token; Bearer requests do not."""
+    """Before each request: cookie-authenticated form posts need the CSRF token; Bearer requests do not.
+
+    An anonymous request under /admin gets the anonymous answer here, before any CSRF check.
+    """
     # Browsers cannot attach an Authorization header cross-site, so only
     # cookie-authenticated requests need the CSRF token.
-    if bearer_token() is None:
-        csrf.protect()
+    if bearer_token() is not None:
+        return None
+    if (request.path == "/admin" or request.path.startswith("/admin/")) and not current_user.is_authenticated:
+        # Anonymous is refused as anonymous (302 to the login page, or 401), as the contract's table says,
+        # not as a bad form (400): there is no session whose CSRF token could be wrong.
+        return current_app.login_manager.unauthorized()
+    csrf.protect()
+    return None
 
 
 def wants_json() -> bool:

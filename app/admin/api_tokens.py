@@ -44,9 +44,11 @@ def list_tokens() -> list[dict]:
     return [describe(row, owner) for row, owner in rows]
 
 
-def create_token(owner: User, *, name: str, scopes, expires_in_days: int | None, actor: str,
-                 acting_token_id: int | None = None) -> tuple[dict, str]:
+def create_token(owner: User, *, name: str, scopes, expires_in_days: int | None,
+                 actor: audit.Actor | str) -> tuple[dict, str]:
     """A new token for ``owner`` (an active admin): its description and its secret, shown only this once.
+
+    ``actor`` is audited as ``audit.record`` takes it: a request's Actor brings its IP and token id.
 
     Raises ``TokenError`` for an owner who is not an active admin, an unknown scope or a bad expiry.
     """
@@ -59,12 +61,11 @@ def create_token(owner: User, *, name: str, scopes, expires_in_days: int | None,
     except ValueError as exc:
         raise TokenError(str(exc)) from None
     token = describe(find_api_token(secret), owner.username)
-    audit.record(actor, "token.create", f"api-token:{token['id']}",
-                 _details(token, acting_token_id))
+    audit.record(actor, "token.create", f"api-token:{token['id']}", _details(token))
     return token, secret
 
 
-def revoke_token(token_id: int, *, actor: str, acting_token_id: int | None = None) -> dict:
+def revoke_token(token_id: int, *, actor: audit.Actor | str) -> dict:
     """Revoke one token (revoking a revoked one changes nothing); raises ``TokenError`` (404) for an unknown id."""
     row = db.session.get(ApiToken, token_id)
     if row is None:
@@ -75,11 +76,11 @@ def revoke_token(token_id: int, *, actor: str, acting_token_id: int | None = Non
         row.revoked_at = utcnow()
         db.session.commit()
         token = describe(row, token["owner"])
-        audit.record(actor, "token.revoke", f"api-token:{row.id}", _details(token, acting_token_id))
+        audit.record(actor, "token.revoke", f"api-token:{row.id}", _details(token))
     return token
 
 
-def revoke_user_tokens(user: User, *, actor: str) -> int:
+def revoke_user_tokens(user: User, *, actor: audit.Actor | str) -> int:
     """Revoke every active token of ``user``; returns how many."""
     ids = db.session.execute(
         select(ApiToken.id).filter_by(user_id=user.id, revoked_at=None).order_by(ApiToken.id)
@@ -89,8 +90,5 @@ def revoke_user_tokens(user: User, *, actor: str) -> int:
     return len(ids)
 
 
-def _details(token: dict, acting_token_id: int | None) -> dict:
-    details = {key: token[key] for key in ("id", "name", "owner", "scopes", "expires_at")}
-    if acting_token_id is not None:
-        details["token_id"] = acting_token_id
-    return details
+def _details(token: dict) -> dict:
+    return {key: token[key] for key in ("id", "name", "owner", "scopes", "expires_at")}

@@ -1,10 +1,11 @@
 """The admin panel shell: dashboard with row counts and recent login attempts, and the API tokens page."""
-from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import LoginAttempt, data_tables
+from ..backup.web.http import request_actor
 from ..security import SCOPES, admin_required, wants_json
 from . import api_tokens
 from .forms import ApiTokenForm
@@ -56,7 +57,7 @@ def create_api_token():
             raise api_tokens.TokenError(form.first_error())
         token, secret = api_tokens.create_token(
             current_user, name=form.name.data or "api", scopes=form.scopes.data, expires_in_days=form.expires_in.data,
-            actor=current_user.username, acting_token_id=g.get("api_token_id"))
+            actor=request_actor())
     except api_tokens.TokenError as exc:
         if wants_json():
             return jsonify({"error": exc.message}), exc.status
@@ -73,7 +74,7 @@ def create_api_token():
 def revoke_api_token(token_id):
     """Revoke one token (JSON ``{"revoked": <id>}``); 404 for an unknown id."""
     try:
-        api_tokens.revoke_token(token_id, actor=current_user.username, acting_token_id=g.get("api_token_id"))
+        api_tokens.revoke_token(token_id, actor=request_actor())
     except api_tokens.TokenError as exc:
         abort(exc.status, exc.message)
     if wants_json():

@@ -1,9 +1,10 @@
 """The System Backup page as an admin uses it, in headless Chromium (issue 16).
 
 Create with a live bar and log, download, expand, verify, pin, delete through the
-dialog, preview a merge and run it, replace and undo, save a schedule, a 403, and
-the page at 375 px. Each main screen is saved under ``tests/artifacts/``. Every
-page is checked for console errors, uncaught exceptions and CSP violations.
+dialog, preview a merge and run it, replace and undo, save a schedule, find the
+download in the audit log, a 403, and the page at 375 px. Each main screen is saved
+under ``tests/artifacts/``. Every page is checked for console errors, uncaught
+exceptions and CSP violations.
 """
 from __future__ import annotations
 
@@ -290,6 +291,28 @@ def test_save_a_schedule_and_see_it_on_the_page(page, live_server, browser_probl
     expect(page.locator("#card-next-run .detail")).to_contain_text("Weekly on Friday at 03:30 UTC")
     expect(page.locator("#card-next-run time")).to_have_attribute("datetime", re.compile(r"T03:30:00"))
     expect(page.locator("#schedule-panel")).to_contain_text("Weekly on Friday at 03:30 UTC")
+    assert browser_problems.all == []
+
+
+def test_open_the_audit_log_and_find_the_download(page, live_server, browser_problems):
+    newest, older = make_backups(live_server.app, 2)
+    open_system_backup(page, live_server)
+    with page.expect_download() as download_info:
+        row(page, older).get_by_role("link", name="Download").click()
+    assert download_info.value.suggested_filename == older
+
+    page.get_by_role("navigation", name="Administration").get_by_role("link", name="Audit log", exact=True).click()
+    expect(page).to_have_url(live_server("/admin/audit"))
+    expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
+    downloads = [cells for cells in table_rows(page, "#audit-entries") if cells[2] == "backup.download"]
+    # Time, actor, action, target, IP, details: the admin fetched the older file from this machine.
+    assert [cells[1:5] for cells in downloads] == [["admin", "backup.download", older, "127.0.0.1"]]
+    page.get_by_label("Action").select_option("backup.download")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#audit-entries caption")).to_have_text("Newest first, backup.download only")
+    expect(page.locator("#audit-entries tbody tr")).to_have_count(1)
+    expect(page.locator("#audit-entries tbody tr td").nth(3)).to_have_text(older)
+    screenshot(page, "15-audit-log-download")
     assert browser_problems.all == []
 
 

@@ -44,11 +44,14 @@ def test_every_action_a_token_takes_is_audited_with_its_actor_ip_and_token_id(ap
     assert client.post(f"/admin/verify-backup/{name}", headers=api_headers).status_code == 200
     assert restore_listed(client, api_headers, name, mode="merge").status_code == 200
     assert client.post("/admin/backup-schedule", json={"keep_last": 3}, headers=api_headers).status_code == 200
+    spare = client.post("/admin/api-tokens", json={"name": "spare"}, headers=api_headers).get_json()["id"]
+    assert client.post(f"/admin/api-tokens/{spare}/revoke", headers=api_headers).status_code == 200
     assert client.post(f"/admin/delete-backup/{name}", headers=api_headers).status_code == 200
 
     entries = audit_entries(client, api_headers)
-    assert [e["action"] for e in entries] == ["backup.delete", "schedule.save", "backup.restore", "backup.verify",
-                                              "backup.unpin", "backup.pin", "backup.download", "backup.create"]
+    assert [e["action"] for e in entries] == ["backup.delete", "token.revoke", "token.create", "schedule.save",
+                                              "backup.restore", "backup.verify", "backup.unpin", "backup.pin",
+                                              "backup.download", "backup.create"]
     acting = token_id(app, admin_token)
     for entry in entries:
         assert (entry["actor"], entry["ip"], entry["details"]["token_id"]) == ("admin", SCRIPT_IP, acting), entry
@@ -57,6 +60,7 @@ def test_every_action_a_token_takes_is_audited_with_its_actor_ip_and_token_id(ap
     assert by_action["backup.create"]["details"]["trigger"] == "manual"
     assert by_action["backup.verify"]["details"]["ok"] is True
     assert by_action["schedule.save"]["details"]["keep_last"] == 3
+    assert by_action["token.create"]["target"] == by_action["token.revoke"]["target"] == f"api-token:{spare}"
     restore = by_action["backup.restore"]["details"]
     assert (restore["mode"], restore["trust_unsigned"], restore["signed"], restore["sha256"]) == \
         ("merge", False, True, None)
