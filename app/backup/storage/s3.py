@@ -166,6 +166,20 @@ class S3Storage(Storage):
         fetch = functools.partial(self._get_range, entry.name)
         return io.BufferedReader(RangedReader(entry.size, fetch), buffer_size=RANGE_READ_BYTES)
 
+    def download_url(self, name: str, expires_in: int) -> str:
+        """A presigned GET of the object, valid ``expires_in`` seconds, served as an attachment named ``name``.
+
+        Presigning is local (no request to S3): whether the object exists is the caller's to check.
+        """
+        key = self._key(name)
+        try:
+            return self.client.generate_presigned_url(
+                "get_object", ExpiresIn=expires_in,
+                Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": "application/zip",
+                        "ResponseContentDisposition": f'attachment; filename="{name}"'})
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("read", exc) from exc
+
     def _get_range(self, name: str, first: int, last: int) -> bytes:
         key = self._key(name)
         with self._reading(name):

@@ -29,6 +29,8 @@ def make_client(endpoint_url: str | None = None, *, max_attempts: int = 3):
         "connect_timeout": 5,
         "read_timeout": 60,
         "retries": {"mode": "standard", "max_attempts": max_attempts},
+        # Presigned URLs are signed with SigV2 otherwise, which regions opened since 2014 refuse.
+        "signature_version": "s3v4",
     }
     if endpoint_url:
         # S3-compatible stores (MinIO, Ceph, …) reliably serve path-style URLs only, and
