@@ -33,6 +33,7 @@ def settings(**env):
     ("BACKUP_S3_PRESIGNED_DOWNLOADS", "perhaps"),
     ("BACKUP_S3_PRESIGNED_EXPIRY", "soon"),
     ("BACKUP_S3_PRESIGNED_EXPIRY", "0"),
+    ("BACKUP_S3_TIMEOUT", "a while"),
 ])
 def test_a_bad_value_raises_config_error_naming_the_variable(name, value):
     with pytest.raises(ConfigError) as error:
@@ -69,6 +70,7 @@ def test_defaults_follow_the_contract():
     assert config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert config["SQLALCHEMY_DATABASE_URI"].endswith("instance/cyberquest.db")
     assert (config["BACKUP_S3_PRESIGNED_DOWNLOADS"], config["BACKUP_S3_PRESIGNED_EXPIRY"]) == (False, 300)
+    assert config["BACKUP_S3_TIMEOUT"] == 60
     assert settings(BACKUP_S3_PRESIGNED_DOWNLOADS="true")["BACKUP_S3_PRESIGNED_DOWNLOADS"] is True
 
 

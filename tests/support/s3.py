@@ -9,10 +9,12 @@ and can answer in S3's place, with S3's own error document, when a ``refuse`` ru
 says so: the tests use it for an expired presigned URL (``refuse_expired``) and for
 credentials rejected part-way through an upload (``refuse_after_parts``). It stands
 in for S3's behaviour only at those points; everything else is moto's.
+``SilentEndpoint`` is an endpoint that accepts connections and never answers.
 """
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -141,3 +143,45 @@ def refuse_after_parts(parts: int) -> Callable[[str, str, dict], Refusal]:
         return None
 
     return refuse
+
+
+class SilentEndpoint:
+    """A TCP server on a free port that accepts connections and reads them, but never answers:
+    an S3 endpoint that has stopped responding. ``.endpoint_url`` is its address; a context manager."""
+
+    def __init__(self):
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._connections: list[socket.socket] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-endpoint", daemon=True)
+
+    def _accept(self) -> None:
+        self._listener.settimeout(0.1)
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._connections.append(connection)
+            threading.Thread(target=self._swallow, args=(connection,), daemon=True).start()
+
+    def _swallow(self, connection: socket.socket) -> None:
+        try:
+            while connection.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def __enter__(self) -> "SilentEndpoint":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stopped.set()
+        self._thread.join(10)
+        self._listener.close()
+        for connection in self._connections:
+            connection.close()

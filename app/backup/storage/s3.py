@@ -47,7 +47,7 @@ from ..jobs.lock import current_owner, owner_is_dead
 from .base import PendingFile, Storage, StoredFile, is_plain_name
 from ..ranges import RangedReader
 from .s3_stream import PART_SIZE, PartStream, copy_in_parts
-from .s3_client import conditional_puts, prepare_client, replacing_keys, shared_client
+from .s3_client import DEFAULT_TIMEOUT, conditional_puts, prepare_client, replacing_keys, shared_client
 from .s3_errors import CLASH_CODES, NOT_FOUND_CODES, error_code, storage_error
 
 log = logging.getLogger(__name__)
@@ -71,15 +71,17 @@ class S3Storage(Storage):
 
     def __init__(self, bucket: str | None, prefix: str | None = "", endpoint_url: str | None = None, *,
                  client=None, transfer_config: TransferConfig | None = None, temp_dir: str | None = None,
-                 list_page_size: int = 1000, stale_upload_age: timedelta = STALE_UPLOAD_AGE):
-        """``client``, ``transfer_config``, ``temp_dir`` and the sizes are for tests and tuning."""
+                 list_page_size: int = 1000, stale_upload_age: timedelta = STALE_UPLOAD_AGE,
+                 timeout: int = DEFAULT_TIMEOUT):
+        """``timeout``: seconds each request may wait for the store (``BACKUP_S3_TIMEOUT``);
+        ``client``, ``transfer_config``, ``temp_dir`` and the sizes are for tests and tuning."""
         if not bucket:
             raise StorageError("BACKUP_S3_BUCKET is not set; set it to the bucket that holds the backups.")
         self.bucket = bucket
         self.prefix = normalise_prefix(prefix)
         self.endpoint_url = endpoint_url or None
         self.location = f"s3:{self.endpoint_url or 'aws'}/{bucket}/{self.prefix}"
-        self.client = client if client is not None else shared_client(self.endpoint_url)
+        self.client = client if client is not None else shared_client(self.endpoint_url, timeout)
         prepare_client(self.client)
         # "classic" keeps uploads on the botocore client, where the If-None-Match hook lives.
         self.transfer_config = transfer_config or TransferConfig(preferred_transfer_client="classic")
