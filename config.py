@@ -247,6 +247,14 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         "BACKUP_S3_BUCKET": get("BACKUP_S3_BUCKET"),
         "BACKUP_S3_PREFIX": get("BACKUP_S3_PREFIX", ""),
         "BACKUP_S3_ENDPOINT_URL": get("BACKUP_S3_ENDPOINT_URL"),
+        # Seconds an S3 request may wait for the store before it fails (each of its three attempts).
+        "BACKUP_S3_TIMEOUT": parse_int("BACKUP_S3_TIMEOUT", get("BACKUP_S3_TIMEOUT", "60"), 1, 3600),
+        # Downloads from S3 answer 302 to a presigned URL valid this many seconds, instead of
+        # streaming through the app (authorisation and the audit entry still come first).
+        "BACKUP_S3_PRESIGNED_DOWNLOADS": parse_bool("BACKUP_S3_PRESIGNED_DOWNLOADS",
+                                                    get("BACKUP_S3_PRESIGNED_DOWNLOADS", "false")),
+        "BACKUP_S3_PRESIGNED_EXPIRY": parse_int("BACKUP_S3_PRESIGNED_EXPIRY",
+                                                get("BACKUP_S3_PRESIGNED_EXPIRY", "300"), 1, 604800),
         "BACKUP_SIGNING_KEY": get("BACKUP_SIGNING_KEY"),
         "BACKUP_ENCRYPTION_KEY": parse_passphrase("BACKUP_ENCRYPTION_KEY", raw_key)
         if (raw_key := get("BACKUP_ENCRYPTION_KEY")) else None,

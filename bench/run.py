@@ -12,7 +12,14 @@ processes, alternating ours and the peers' so a noisy machine hurts both alike:
            and  `pg_restore -j2`;
 * merge:   `flask backup restore --mode merge` into a database holding 90% of the rows;
 * floor:   `psql -1` loading ready-made binary COPY files in one transaction: what the
-           PostgreSQL server alone needs for any restore that is one transaction.
+           PostgreSQL server alone needs for any restore that is one transaction;
+* latency: p95 of the System Backup page under `gunicorn -w 2`, idle and during a backup,
+           with the thread executor and with Celery (bench/scale.py);
+* S3:      `flask backup create` streaming to S3 (moto's server)  vs  a backup to disk
+           followed by a boto3 upload of the file (bench/scale.py).
+
+`--only core,latency,s3` picks the parts (default: all; `core` is every comparison above
+the latency one), e.g. `make bench BENCH_ARGS="--only latency,s3 --rows 1000000"`.
 
 Each figure is the median of the repeats: wall and CPU seconds (GNU time) and peak
 RSS of the whole process tree (summed over its processes), and the output size. Results go to bench/RESULTS.md.
@@ -32,6 +39,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import scale
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
@@ -229,7 +238,10 @@ def delete_last_tenth(url: str) -> None:
 
 # --- One row count ---------------------------------------------------------------
 
-def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
+PARTS = ("core", "latency", "s3")
+
+
+def bench_rows(rows: int, repeats: int, with_pg: bool, parts: tuple[str, ...] = PARTS) -> dict:
     print(f"== {rows:,} rows", flush=True)
     base = WORK / str(rows)
     shutil.rmtree(base, ignore_errors=True)
@@ -243,7 +255,15 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
                                 ("ours_backup", "ours_backup_encrypted", "sqlite_dump_gzip", "naive_dump",
                                  "ours_restore", "ours_restore_encrypted", "sqlite_restore", "sqlite_restore_wal",
                                  "ours_merge", "ours_backup_pg", "pg_dump",
-                                 "ours_restore_pg", "pg_restore", "pg_copy_floor")}
+                                 "ours_restore_pg", "pg_restore", "pg_copy_floor",
+                                 "ours_backup_s3", "disk_then_upload")}
+    extra: dict[str, dict] = {}
+    if "s3" in parts:
+        bench_s3(results, env, backups, repeats)
+    if "latency" in parts:
+        extra.update(bench_page_latency(env, repeats))
+    if "core" not in parts:
+        return {**{key: median_of(samples) for key, samples in results.items() if samples}, **extra}
     dump_gz = base / "dump.sql.gz"
     naive_zip = base / "naive.zip"
     for i in range(repeats):
@@ -317,7 +337,36 @@ def bench_rows(rows: int, repeats: int, with_pg: bool) -> dict:
                     f"psql -q -v ON_ERROR_STOP=1 -1 -f {floor_script} '{libpq_url(floor_pg)}'")
         for name in ("cq_bench_source", "cq_bench_peer", "cq_bench_target", "cq_bench_floor"):
             pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    return {key: median_of(samples) for key, samples in results.items() if samples}
+    return {**{key: median_of(samples) for key, samples in results.items() if samples}, **extra}
+
+
+def bench_s3(results: dict, env: dict, backups: Path, repeats: int) -> None:
+    """Our backup streamed to S3 vs a disk backup then a boto3 upload, alternating, on moto's server."""
+    moto = scale.MotoServer()
+    try:
+        streamed, staged = scale.s3_commands(PYTHON, FLASK, backups, moto)
+        for i in range(repeats):
+            print(f"  repeat {i + 1}/{repeats}: S3", flush=True)
+            sample = measure(results, "ours_backup_s3", streamed, env=moto.env(env))
+            sample["size_mb"] = moto.client.head_object(
+                Bucket=scale.S3_BUCKET, Key=sample["stdout"].strip().splitlines()[-1])["ContentLength"] / 2**20
+            moto.empty()
+            sample = measure(results, "disk_then_upload", staged, env=moto.env(env) | {"BACKUP_STORAGE": "local"})
+            sample["size_mb"] = newest_archive(backups).stat().st_size / 2**20
+            newest_archive(backups).unlink()
+            moto.empty()
+    finally:
+        moto.stop()
+
+
+def bench_page_latency(env: dict, repeats: int) -> dict:
+    """Medians over the repeats of the page's p95 latency, idle and during a backup, per executor."""
+    runs = []
+    for i in range(repeats):
+        print(f"  repeat {i + 1}/{repeats}: page latency under gunicorn", flush=True)
+        runs.append(scale.bench_latency(run, FLASK, env))
+    return {key: {figure: statistics.median(r[key][figure] for r in runs) for figure in runs[0][key]}
+            for key in runs[0]}
 
 
 # --- Report ----------------------------------------------------------------------
@@ -337,6 +386,12 @@ LABELS = {
     "ours_restore_pg": "CyberQuest `flask backup restore --mode replace` (PostgreSQL)",
     "pg_restore": "`pg_restore -j2`",
     "pg_copy_floor": "`psql -1` binary COPY of ready-made files, keys and indexes built after (the server's share of a one-transaction restore)",
+    "ours_backup_s3": "CyberQuest `flask backup create` streaming to S3 (moto server)",
+    "disk_then_upload": "`flask backup create` to disk, then a boto3 `upload_file` of it",
+}
+LATENCY_LABELS = {
+    "latency_thread": ("thread executor (the backup runs in a web worker)", "≤ 3×"),
+    "latency_celery": ("Celery executor (a `celery worker` runs it; Redis broker)", "≤ 1.5×"),
 }
 
 RATIOS = [
@@ -353,6 +408,7 @@ RATIOS = [
     ("restore wall vs `pg_restore -j2`", "ours_restore_pg", "pg_restore", "wall", "≤ 1.5×"),
     ("merge wall vs our replace", "ours_merge", "ours_restore", "wall", "≤ 1.5×"),
     ("one-transaction COPY floor vs `pg_restore -j2`", "pg_copy_floor", "pg_restore", "wall", "—"),
+    ("backup to S3 wall vs disk backup + boto3 upload", "ours_backup_s3", "disk_then_upload", "wall", "≤ 1.0×"),
     ("restore wall vs that floor (PostgreSQL)", "ours_restore_pg", "pg_copy_floor", "wall", "—"),
 ]
 
@@ -381,8 +437,22 @@ def render(all_results: dict[int, dict], repeats: int) -> str:
         for label, ours, peer, metric, target in RATIOS:
             if ours in results and peer in results and results[peer][metric]:
                 lines.append(f"| {label} | {results[ours][metric] / results[peer][metric]:.2f}× | {target} |")
+        if "ours_backup_s3" in results and "disk_then_upload" in results:
+            difference = results["ours_backup_s3"]["rss_mb"] - results["disk_then_upload"]["rss_mb"]
+            lines += ["", f"Peak RSS of the backup to S3 minus that of disk + upload: {difference:+.0f} MB "
+                      "(target: within 20 MB).", ""]
+        latency = [key for key in LATENCY_LABELS if key in results]
+        if latency:
+            lines += ["", "p95 latency of `GET /admin/system-backup` (the page, logged in) under "
+                      "`gunicorn -w 2`, idle and during the backup:", "",
+                      "| executor | idle p95 ms | during backup p95 ms | samples during | ratio | target |",
+                      "| --- | ---: | ---: | ---: | ---: | --- |"]
+            for key in latency:
+                r, (label, target) = results[key], LATENCY_LABELS[key]
+                lines.append(f"| {label} | {r['idle_p95_ms']:.1f} | {r['busy_p95_ms']:.1f} | "
+                             f"{r['busy_samples']:.0f} | {r['busy_p95_ms'] / r['idle_p95_ms']:.2f}× | {target} |")
         lines.append("")
-    if len(all_results) >= 2:
+    if len(all_results) >= 2 and all("ours_backup" in r for r in all_results.values()):
         small, large = sorted(all_results)[0], sorted(all_results)[-1]
         growth = all_results[large]["ours_backup"]["rss_mb"] / all_results[small]["ours_backup"]["rss_mb"] - 1
         lines += [f"Peak RSS of our backup grows {growth * 100:.0f}% from {small:,} to {large:,} rows "
@@ -399,11 +469,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL comparison")
     parser.add_argument("--output", default=str(ROOT / "bench" / "RESULTS.md"))
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)")
     args = parser.parse_args()
+    parts = tuple(part.strip() for part in args.only.split(",") if part.strip())
+    if not parts or set(parts) - set(PARTS):
+        parser.error(f"--only takes a comma-separated list of {', '.join(PARTS)}")
     WORK.mkdir(parents=True, exist_ok=True)
     all_results = {}
     for rows in (int(r) for r in args.rows.split(",")):
-        all_results[rows] = bench_rows(rows, args.repeats, not args.no_pg)
+        all_results[rows] = bench_rows(rows, args.repeats, not args.no_pg, parts)
         (WORK / "results.json").write_text(json.dumps(all_results, indent=2))
     report = render(all_results, args.repeats)
     Path(args.output).write_text(report)

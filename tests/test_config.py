@@ -30,6 +30,10 @@ def settings(**env):
     ("BACKUP_MAX_COMPRESSION_RATIO", "many"),
     ("TRUSTED_PROXIES", "yes"),
     ("TRUSTED_PROXIES", "-1"),
+    ("BACKUP_S3_PRESIGNED_DOWNLOADS", "perhaps"),
+    ("BACKUP_S3_PRESIGNED_EXPIRY", "soon"),
+    ("BACKUP_S3_PRESIGNED_EXPIRY", "0"),
+    ("BACKUP_S3_TIMEOUT", "a while"),
 ])
 def test_a_bad_value_raises_config_error_naming_the_variable(name, value):
     with pytest.raises(ConfigError) as error:
@@ -65,6 +69,9 @@ def test_defaults_follow_the_contract():
     assert (config["MAIL_SERVER"], config["MAIL_PORT"]) == ("localhost", 25)
     assert config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert config["SQLALCHEMY_DATABASE_URI"].endswith("instance/cyberquest.db")
+    assert (config["BACKUP_S3_PRESIGNED_DOWNLOADS"], config["BACKUP_S3_PRESIGNED_EXPIRY"]) == (False, 300)
+    assert config["BACKUP_S3_TIMEOUT"] == 60
+    assert settings(BACKUP_S3_PRESIGNED_DOWNLOADS="true")["BACKUP_S3_PRESIGNED_DOWNLOADS"] is True
 
 
 @pytest.mark.parametrize("raw, expected", [("false", False), ("0", False), ("off", False),

@@ -182,14 +182,21 @@ class BackupService:
         summary = self.catalogue.summary(self.storage.stat(filename), fresh={})
         return (summary.metadata if summary is not None else None) or {}
 
-    def open_for_download(self, filename: str, *, actor: audit.Actor) -> tuple[BinaryIO, dict]:
-        """An open binary file of the listed backup, and its Backup dict; the caller closes the file.
+    def open_for_download(self, filename: str, *, actor: audit.Actor) -> tuple[BinaryIO | str, dict]:
+        """The listed backup to serve, and its Backup dict: an open binary file (the caller closes it),
+        or, with ``BACKUP_S3_PRESIGNED_DOWNLOADS`` on a store that offers one, a short-lived URL
+        (``BACKUP_S3_PRESIGNED_EXPIRY`` seconds) to redirect the client to.
 
-        The download is audited before any byte is served: an archive holds every password hash.
+        The download is audited before any byte is served or any URL handed out: an
+        archive holds every password hash.
         """
         backup = self.get(filename)
-        audit.record(actor, "backup.download", filename, {"size_bytes": backup["size_bytes"]})
-        return self.storage.open_read(filename), backup
+        url = None
+        if self.app.config.get("BACKUP_S3_PRESIGNED_DOWNLOADS"):
+            url = self.storage.download_url(filename, self.app.config.get("BACKUP_S3_PRESIGNED_EXPIRY", 300))
+        audit.record(actor, "backup.download", filename,
+                     {"size_bytes": backup["size_bytes"], **({"presigned": True} if url else {})})
+        return url or self.storage.open_read(filename), backup
 
     # --- changing --------------------------------------------------------------------
 

@@ -20,5 +20,5 @@ def get_storage(app) -> Storage:
         from .s3 import S3Storage
 
         return S3Storage(app.config.get("BACKUP_S3_BUCKET"), app.config.get("BACKUP_S3_PREFIX"),
-                         app.config.get("BACKUP_S3_ENDPOINT_URL"))
+                         app.config.get("BACKUP_S3_ENDPOINT_URL"), timeout=app.config.get("BACKUP_S3_TIMEOUT", 60))
     raise StorageError(f"Unknown BACKUP_STORAGE {kind!r}; use 'local' or 's3'.")

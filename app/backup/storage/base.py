@@ -70,6 +70,13 @@ class Storage(ABC):
         """
         return self.open_read(entry.name)
 
+    def download_url(self, name: str, expires_in: int) -> str | None:
+        """A URL that serves ``name`` as an attachment for ``expires_in`` seconds, without this app.
+
+        None (the default) when the store has no such URL: the app streams the file itself.
+        """
+        return None
+
     @abstractmethod
     def atomic_writer(self, candidate_names: Iterable[str]):
         """Context manager yielding a ``PendingFile``.

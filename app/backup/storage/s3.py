@@ -47,7 +47,7 @@ from ..jobs.lock import current_owner, owner_is_dead
 from .base import PendingFile, Storage, StoredFile, is_plain_name
 from ..ranges import RangedReader
 from .s3_stream import PART_SIZE, PartStream, copy_in_parts
-from .s3_client import conditional_puts, prepare_client, replacing_keys, shared_client
+from .s3_client import DEFAULT_TIMEOUT, conditional_puts, prepare_client, replacing_keys, shared_client
 from .s3_errors import CLASH_CODES, NOT_FOUND_CODES, error_code, storage_error
 
 log = logging.getLogger(__name__)
@@ -71,15 +71,17 @@ class S3Storage(Storage):
 
     def __init__(self, bucket: str | None, prefix: str | None = "", endpoint_url: str | None = None, *,
                  client=None, transfer_config: TransferConfig | None = None, temp_dir: str | None = None,
-                 list_page_size: int = 1000, stale_upload_age: timedelta = STALE_UPLOAD_AGE):
-        """``client``, ``transfer_config``, ``temp_dir`` and the sizes are for tests and tuning."""
+                 list_page_size: int = 1000, stale_upload_age: timedelta = STALE_UPLOAD_AGE,
+                 timeout: int = DEFAULT_TIMEOUT):
+        """``timeout``: seconds each request may wait for the store (``BACKUP_S3_TIMEOUT``);
+        ``client``, ``transfer_config``, ``temp_dir`` and the sizes are for tests and tuning."""
         if not bucket:
             raise StorageError("BACKUP_S3_BUCKET is not set; set it to the bucket that holds the backups.")
         self.bucket = bucket
         self.prefix = normalise_prefix(prefix)
         self.endpoint_url = endpoint_url or None
         self.location = f"s3:{self.endpoint_url or 'aws'}/{bucket}/{self.prefix}"
-        self.client = client if client is not None else shared_client(self.endpoint_url)
+        self.client = client if client is not None else shared_client(self.endpoint_url, timeout)
         prepare_client(self.client)
         # "classic" keeps uploads on the botocore client, where the If-None-Match hook lives.
         self.transfer_config = transfer_config or TransferConfig(preferred_transfer_client="classic")
@@ -165,6 +167,20 @@ class S3Storage(Storage):
         """A seekable reader of the object that fetches only what is read, with ranged GETs."""
         fetch = functools.partial(self._get_range, entry.name)
         return io.BufferedReader(RangedReader(entry.size, fetch), buffer_size=RANGE_READ_BYTES)
+
+    def download_url(self, name: str, expires_in: int) -> str:
+        """A presigned GET of the object, valid ``expires_in`` seconds, served as an attachment named ``name``.
+
+        Presigning is local (no request to S3): whether the object exists is the caller's to check.
+        """
+        key = self._key(name)
+        try:
+            return self.client.generate_presigned_url(
+                "get_object", ExpiresIn=expires_in,
+                Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": "application/zip",
+                        "ResponseContentDisposition": f'attachment; filename="{name}"'})
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("read", exc) from exc
 
     def _get_range(self, name: str, first: int, last: int) -> bytes:
         key = self._key(name)

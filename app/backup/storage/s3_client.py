@@ -22,13 +22,22 @@ conditional_puts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 replacing_keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def make_client(endpoint_url: str | None = None, *, max_attempts: int = 3):
-    """A new S3 client with boto3's credential chain, suited to ``endpoint_url`` (None = AWS)."""
+DEFAULT_TIMEOUT = 60
+
+
+def make_client(endpoint_url: str | None = None, *, max_attempts: int = 3, timeout: int = DEFAULT_TIMEOUT):
+    """A new S3 client with boto3's credential chain, suited to ``endpoint_url`` (None = AWS).
+
+    ``timeout`` bounds each wait for the store (connecting: at most 5 s), so a store
+    that stops answering fails a request after ``timeout`` seconds per attempt.
+    """
     session = boto3.session.Session()
     options = {
-        "connect_timeout": 5,
-        "read_timeout": 60,
+        "connect_timeout": min(5, timeout),
+        "read_timeout": timeout,
         "retries": {"mode": "standard", "max_attempts": max_attempts},
+        # Presigned URLs are signed with SigV2 otherwise, which regions opened since 2014 refuse.
+        "signature_version": "s3v4",
     }
     if endpoint_url:
         # S3-compatible stores (MinIO, Ceph, …) reliably serve path-style URLs only, and
@@ -44,13 +53,13 @@ def make_client(endpoint_url: str | None = None, *, max_attempts: int = 3):
                            "fix it or leave it empty for AWS.") from exc
 
 
-def shared_client(endpoint_url: str | None = None):
-    """One client per endpoint for the process: creating one costs ~0.2 s, and clients are thread-safe."""
-    key = (endpoint_url or None,)
+def shared_client(endpoint_url: str | None = None, timeout: int = DEFAULT_TIMEOUT):
+    """One client per endpoint (and timeout) for the process: creating one costs ~0.2 s, and clients are thread-safe."""
+    key = (endpoint_url or None, timeout)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = make_client(endpoint_url)
+            client = _clients[key] = make_client(endpoint_url, timeout=timeout)
         return client
 
 

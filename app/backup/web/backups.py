@@ -7,7 +7,7 @@ message by ``http.refused_form``.
 """
 from datetime import datetime
 
-from flask import Blueprint, abort, jsonify, render_template, request, send_file, url_for
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, send_file, url_for
 
 from ...security import admin_required, wants_json
 from .. import overview
@@ -74,6 +74,8 @@ def create_backup():
 @admin_required
 def download_backup(filename):
     fileobj, backup = BackupService().open_for_download(filename, actor=request_actor())
+    if isinstance(fileobj, str):
+        return redirect(fileobj, 302)  # a presigned S3 URL: the client fetches the bytes from the store
     response = send_file(fileobj, mimetype="application/zip", as_attachment=True, download_name=backup["filename"],
                          max_age=0, conditional=False)
     # A file object has no size werkzeug can see: give it, so clients get a length and ranges.

@@ -67,8 +67,12 @@ OPERATIONS: dict[str, Operation] = {
         fields=shapes.CreateBackupFields, headers=_JOB_LOCATION),
     "backup.download_backup": Operation(
         "Download a backup (ranges allowed); audited",
-        {200: ("The archive, as an attachment.", None), 206: ("The requested range.", None), 404: _NOT_FOUND},
-        binary="application/zip"),
+        {200: ("The archive, as an attachment.", None), 206: ("The requested range.", None),
+         302: ("With BACKUP_S3_PRESIGNED_DOWNLOADS=true on S3 storage: a redirect to a presigned URL of the "
+               "store, valid BACKUP_S3_PRESIGNED_EXPIRY seconds, that serves the archive as an attachment.", None),
+         404: _NOT_FOUND},
+        binary="application/zip",
+        headers={302: {"Location": {"description": "The presigned URL.", "schema": {"type": "string"}}}}),
     "backup.delete_backup": Operation("Delete a backup", {200: ("Deleted.", shapes.Deleted), 404: _NOT_FOUND}),
     "backup.pin_backup": Operation("Pin or unpin a backup (retention never deletes a pinned one)",
                                    {200: ("Its new state.", shapes.BackupAnswer), 404: _NOT_FOUND}),
@@ -192,7 +196,9 @@ def _operation(operation: Operation, endpoint: str, parameters: list[dict], sche
 def _answer(status: int, text: str, kind, operation: Operation) -> dict:
     answer: dict = {"description": text}
     if kind is None:
-        answer["content"] = {operation.binary: {"schema": {"type": "string", "contentMediaType": operation.binary}}}
+        if status < 300:  # a redirect has no body worth describing
+            answer["content"] = {operation.binary: {"schema": {"type": "string",
+                                                               "contentMediaType": operation.binary}}}
     else:
         answer["content"] = {"application/json": {"schema": _schema(kind)}}
     if status in operation.headers:

@@ -4,9 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import struct
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -26,16 +24,12 @@ from app.backup.verify import verify_listed_backup
 from app.extensions import db
 from app.models import BackupJob
 from support.app import build_app
-from support.archives import snapshot
+from support.archives import needs_7z, seven_zip, snapshot
 from support.backup import archive_members, seed_sample_rows
 from support.restoring import restore_listed, restore_upload
-from support.services import REQUIRE_SERVICES
 
 KEY = "correct horse battery staple"
-SEVEN_ZIP = shutil.which("7z") or "/usr/bin/7z"
 LIMITS = Limits(64 * 1024**2, 256 * 1024**2, 100)
-needs_7z = pytest.mark.skipif(not os.path.exists(SEVEN_ZIP) and not REQUIRE_SERVICES,
-                              reason="7z (Debian p7zip-full) is not installed; .ci/run installs it")
 
 
 @pytest.fixture
@@ -55,10 +49,6 @@ def make_backup(app, created_by="ann"):
 def sibling(tmp_path, **settings):
     """Another app on the same database and backup store, with other settings (say, another key)."""
     return build_app(tmp_path, **settings)
-
-
-def seven_zip(*args, cwd=None):
-    return subprocess.run([SEVEN_ZIP, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def encrypted_span(path, name) -> tuple[int, int]:

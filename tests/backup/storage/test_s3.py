@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.request
 from datetime import timedelta
 from types import SimpleNamespace
 
-import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.awsrequest import AWSResponse
@@ -28,38 +26,13 @@ from app.security import issue_api_token
 
 from support.backup import seed_sample_rows
 from support.app import build_app, count_rows
+from support.s3 import BUCKET, PREFIX
 from support.services import free_port
 
-BUCKET = "cq-backups"
-PREFIX = "team/backups"
 MiB = 1024 * 1024
 # Parts of at least 5 MiB: S3 (and moto) refuse smaller ones except the last.
 MULTIPART = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB,
                            preferred_transfer_client="classic")
-
-
-@pytest.fixture(scope="module")
-def s3_admin(s3_server):
-    """A plain boto3 client the tests use to look at (and tamper with) the bucket directly."""
-    return boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
-
-
-@pytest.fixture
-def s3(s3_server, s3_admin, monkeypatch, tmp_path):
-    """A clean moto state with one empty bucket, and test credentials in boto3's chain."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    endpoint = s3_server.endpoint_url
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
-    client = s3_admin
-    client.create_bucket(Bucket=BUCKET)
-    temp_dir = tmp_path / "s3-temp"
-    temp_dir.mkdir()
-    return SimpleNamespace(endpoint_url=endpoint, client=client, temp_dir=temp_dir)
 
 
 @pytest.fixture
@@ -400,18 +373,6 @@ def test_a_replacing_writer_swaps_the_object_whole_and_a_failing_one_leaves_it(s
 
 
 # --- the app with BACKUP_STORAGE=s3, through its HTTP API ---------------------------------
-
-@pytest.fixture
-def s3_app(s3, tmp_path):
-    app = build_app(tmp_path, BACKUP_STORAGE="s3", BACKUP_S3_BUCKET=BUCKET, BACKUP_S3_PREFIX=PREFIX,
-                    BACKUP_S3_ENDPOINT_URL=s3.endpoint_url)
-    with app.app_context():
-        user = create_account("s3admin", "s3admin@example.com", "admin-password-1", is_admin=True)
-        app.test_headers = {"Authorization": f"Bearer {issue_api_token(db.session.get(User, user.id))}"}
-    yield app
-    with app.app_context():
-        db.engine.dispose()
-
 
 def test_backups_are_created_listed_downloaded_and_deleted_in_s3(s3, s3_app, tmp_path):
     seed_sample_rows(s3_app)
