@@ -8,6 +8,7 @@ from __future__ import annotations
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import (
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
@@ -51,6 +52,10 @@ def storage_error(action: str, exc: Exception, bucket: str, endpoint_url: str | 
         where = endpoint_url or "AWS S3"
         return StorageError(f"The S3 endpoint {where} cannot be reached; check BACKUP_S3_ENDPOINT_URL "
                             "and the network.")
+    if isinstance(exc, ConnectionClosedError):
+        where = endpoint_url or "AWS S3"
+        return StorageError(f"The connection to the S3 endpoint {where} was lost mid-request; check the "
+                            "store's health and the network, then try again.")
     if isinstance(exc, ReadTimeoutError):
         where = endpoint_url or "AWS S3"
         return StorageError(f"The S3 endpoint {where} stopped answering; check the store's health and "
