@@ -24,10 +24,8 @@ from __future__ import annotations
 import resource
 import shutil
 import subprocess
-import urllib.request
 from datetime import timedelta
 
-import boto3
 import pytest
 from sqlalchemy import select
 
@@ -39,6 +37,7 @@ from support.mail import message_text, send_mail_to
 from support.processes import FLASK, REPO, flask_environment
 from support.proxy import DroppingProxy
 from support.reliability import count, record
+from support.s3 import TEST_CREDENTIALS, fresh_bucket
 from support.schedule import save_schedule
 from support.services import service_unavailable
 
@@ -49,8 +48,6 @@ TABLES = {"users": 1_000, "attempts": 10_000, "seed": 4}
 FILE_SIZE_LIMIT = 64 * 1024
 UPLOAD_LIMIT = 128 * 1024
 BUCKET, PREFIX = "cq-reliability", "scheduled"
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                  "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def run_failing_schedule(app, smtp_server, *, argv_prefix=(), env=None, preexec_fn=None) -> tuple[list[str], str]:
@@ -127,12 +124,7 @@ def test_a_read_only_backup_directory_fails_the_scheduled_run_and_mails_it(tmp_p
 
 def test_an_s3_endpoint_dropping_the_upload_fails_the_scheduled_run_and_mails_it(tmp_path, s3_server, smtp_server,
                                                                                monkeypatch):
-    for name, value in S3_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    urllib.request.urlopen(urllib.request.Request(f"{s3_server.endpoint_url}/moto-api/reset", method="POST")).close()
-    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    s3.create_bucket(Bucket=BUCKET)
+    s3 = fresh_bucket(s3_server.endpoint_url, BUCKET, monkeypatch)
     host, port = s3_server.get_host_and_port()
     proxy = DroppingProxy((host, port), UPLOAD_LIMIT).start()
     store = {"BACKUP_STORAGE": "s3", "BACKUP_S3_BUCKET": BUCKET, "BACKUP_S3_PREFIX": PREFIX}
@@ -141,7 +133,7 @@ def test_an_s3_endpoint_dropping_the_upload_fails_the_scheduled_run_and_mails_it
                          BACKUP_S3_ENDPOINT_URL=s3_server.endpoint_url) as app:
             before = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", ())]
             problems, error = run_failing_schedule(
-                app, smtp_server, env={**store, "BACKUP_S3_ENDPOINT_URL": proxy.url, **S3_CREDENTIALS})
+                app, smtp_server, env={**store, "BACKUP_S3_ENDPOINT_URL": proxy.url, **TEST_CREDENTIALS})
             if not proxy.dropped.is_set():
                 problems.append(f"the upload never reached {UPLOAD_LIMIT} bytes ({proxy.forwarded} forwarded)")
             objects = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", ())]

@@ -22,13 +22,38 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
+
 BUCKET = "cq-backups"
 PREFIX = "team/backups"
+
+
+#: The credentials moto accepts, as boto3's chain reads them from the environment.
+TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def reset_moto(endpoint_url: str) -> None:
     """Clear every bucket, object and upload of the moto server at ``endpoint_url``."""
     urllib.request.urlopen(urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST")).close()
+
+
+def fresh_bucket(endpoint_url: str, bucket: str, monkeypatch=None):
+    """A moto server cleared of everything but one new, empty ``bucket``; returns a plain boto3 client on it.
+
+    With ``monkeypatch``, the test credentials are also put in the environment (boto3's chain), for
+    the app and the ``flask`` child processes the test starts.
+    """
+    if monkeypatch is not None:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in TEST_CREDENTIALS.items():
+            monkeypatch.setenv(name, value)
+    reset_moto(endpoint_url)
+    client = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket=bucket)
+    return client
 
 
 # (HTTP status, S3 error code, message) to answer instead of forwarding; None forwards.

@@ -11,7 +11,7 @@ from app.extensions import db
 from app.models import User
 from app.security import issue_api_token
 from support.app import ADMIN_PASSWORD, build_app
-from support.s3 import BUCKET, PREFIX, reset_moto
+from support.s3 import BUCKET, PREFIX, fresh_bucket
 
 
 @pytest.fixture(scope="module")
@@ -24,15 +24,9 @@ def s3_admin(s3_server):
 @pytest.fixture
 def s3(s3_server, s3_admin, monkeypatch, tmp_path):
     """A clean moto state with one empty bucket (``support.s3.BUCKET``), and test credentials in boto3's chain."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     endpoint = s3_server.endpoint_url
-    reset_moto(endpoint)
+    fresh_bucket(endpoint, BUCKET, monkeypatch)
     client = s3_admin
-    client.create_bucket(Bucket=BUCKET)
     temp_dir = tmp_path / "s3-temp"
     temp_dir.mkdir()
     return SimpleNamespace(endpoint_url=endpoint, client=client, temp_dir=temp_dir)

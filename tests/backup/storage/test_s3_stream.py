@@ -12,11 +12,9 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.request
 import zipfile
 from datetime import timedelta
 
-import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
@@ -24,6 +22,7 @@ from app.backup.errors import StorageError
 from app.backup.storage.s3 import S3Storage
 from app.backup.storage.s3_client import make_client
 from support.processes import REPO
+from support.s3 import fresh_bucket
 from support.waiting import until
 
 BUCKET = "cq-stream"
@@ -35,14 +34,7 @@ CHUNK = os.urandom(64 * 1024)
 @pytest.fixture
 def s3(s3_server, monkeypatch):
     """A clean moto state with one bucket, test credentials in boto3's chain, and a plain client to look."""
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):
-        monkeypatch.setenv(name, value)
-    urllib.request.urlopen(urllib.request.Request(f"{s3_server.endpoint_url}/moto-api/reset", method="POST")).close()
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    client.create_bucket(Bucket=BUCKET)
-    return client
+    return fresh_bucket(s3_server.endpoint_url, BUCKET, monkeypatch)
 
 
 def uploads(s3) -> list[dict]:
