@@ -38,6 +38,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     A configuration value that cannot be parsed raises ``ConfigError``.
     """
     app = Flask(__name__, instance_relative_config=True)
+    configure_logging(app)
     configure(app, overrides)
     trust_proxies(app)
     register_extensions(app)
@@ -49,6 +50,12 @@ def create_app(overrides: dict | None = None) -> Flask:
     recover_after_crash(app)
     start_scheduler(app)
     return app
+
+
+def configure_logging(app: Flask) -> None:
+    """Give the app's loggers (``app`` and every ``app.*`` module) Flask's handler on stderr, so a warning from
+    a command, a worker or a server is one formatted line there, not Python's bare last-resort output."""
+    app.logger  # noqa: B018 -- first access installs flask.logging.default_handler unless one is configured
 
 
 def configure(app: Flask, overrides: dict | None) -> None:

@@ -16,6 +16,7 @@ listed backup refuse a file that differs.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import BinaryIO, Iterator
@@ -307,10 +308,23 @@ def recover_after_crash(app) -> None:
         try:
             if inspect(db.engine).has_table(BackupJob.__tablename__):
                 recover_interrupted_jobs()
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
             db.session.rollback()
-            log.warning("could not check for interrupted jobs at start-up", exc_info=True)
+            log.warning("could not check for interrupted jobs at start-up: %s", database_message(exc))
         try:
-            get_storage(app).cleanup_partials()
+            storage = get_storage(app)
         except BackupError as exc:
             log.warning("could not clean up the backup store at start-up: %s", exc)
+            return
+    if storage.remote:
+        # A store that has stopped answering would hold every command and worker start for its timeout.
+        threading.Thread(target=_clean_up_store, args=(storage,), name="store-cleanup", daemon=True).start()
+    else:
+        _clean_up_store(storage)
+
+
+def _clean_up_store(storage) -> None:
+    try:
+        storage.cleanup_partials()
+    except BackupError as exc:
+        log.warning("could not clean up the backup store at start-up: %s", exc)

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ from support.archives import write_zip
 from support.app import build_app, test_settings
 from support.services import service_unavailable
 from support.processes import REPO
+from support.s3 import TEST_CREDENTIALS, SilentEndpoint
+from support.waiting import until
 from support.restoring import backup_names as listed_names
 
 
@@ -272,3 +275,20 @@ def test_without_hard_links_the_name_is_reserved_by_exclusive_create(tmp_path):
     assert name == "cyberquest_backup_20240101_000000_2.zip"
     assert (tmp_path / name).read_bytes() == b"complete archive" and not partial.exists()
     assert (tmp_path / "cyberquest_backup_20240101_000000.zip").read_bytes() == b"taken"
+
+
+def test_start_up_does_not_wait_on_a_store_that_stopped_answering(tmp_path, monkeypatch):
+    """Every command, worker and server start cleans up the store's unfinished uploads; against an S3
+    endpoint that accepts connections and never answers that clean-up would hold the start for
+    BACKUP_S3_TIMEOUT (each retry again), so it runs in the background and start-up goes on."""
+    for name, value in TEST_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    with SilentEndpoint() as silent:
+        started = time.monotonic()
+        app = build_app(tmp_path, BACKUP_STORAGE="s3", BACKUP_S3_BUCKET="cq-test", BACKUP_S3_ENDPOINT_URL=silent.endpoint_url,
+                        BACKUP_S3_TIMEOUT=30)
+        took = time.monotonic() - started
+        assert took < 15, f"create_app took {took:.0f} s against a silent store (BACKUP_S3_TIMEOUT=30)"
+        until(lambda: silent.connections > 0, 30, "the start-up clean-up asking the store")
+        with app.app_context():
+            db.engine.dispose()

@@ -200,6 +200,11 @@ class SilentEndpoint:
         except OSError:
             pass
 
+    @property
+    def connections(self) -> int:
+        """How many connections it has accepted so far."""
+        return len(self._connections)
+
     def __enter__(self) -> "SilentEndpoint":
         self._thread.start()
         return self

@@ -1,9 +1,26 @@
-"""The `flask backup` commands, and what they share: the ``--progress`` lines on stderr."""
+"""The `flask backup` commands, and what they share: one line for every failure, the ``--progress`` lines."""
 from __future__ import annotations
 
 import sys
 
 import click
+from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import BackupError, database_message
+
+
+class BackupCommands(AppGroup):
+    """The `flask backup` group: a subcommand's ``BackupError`` or database error is one line on stderr and
+    exit status 1 (for cron's mail and for scripts), never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BackupError as err:
+            raise click.ClickException(str(err)) from err
+        except SQLAlchemyError as err:
+            raise click.ClickException(f"The database could not be used: {database_message(err)}") from err
 
 
 def progress_printer(enabled: bool):

@@ -6,25 +6,20 @@ from __future__ import annotations
 
 import click
 import orjson
-from flask.cli import AppGroup
 
 from ..audit import CLI
-from ..errors import BackupError
 from ..service import BackupService
 from ..units import human_size
-from . import progress_printer
+from . import BackupCommands, progress_printer
 
-backup_cli = AppGroup("backup", help="Create, list, verify, restore and prune backups.")
+backup_cli = BackupCommands("backup", help="Create, list, verify, restore and prune backups.")
 
 
 @backup_cli.command("create")
 @click.option("--progress", is_flag=True, help="Print progress lines on stderr.")
 def create_command(progress):
     """Make a backup now and print its filename."""
-    try:
-        job = BackupService().start_create("cli", None, wait=True, actor=CLI, progress=progress_printer(progress))
-    except BackupError as err:
-        raise click.ClickException(str(err)) from err
+    job = BackupService().start_create("cli", None, wait=True, actor=CLI, progress=progress_printer(progress))
     click.echo(BackupService.job(job.id)["result"]["filename"])
 
 
@@ -32,10 +27,7 @@ def create_command(progress):
 @click.option("--json", "as_json", is_flag=True, help='Print {"backups": [...]} as JSON.')
 def list_command(as_json):
     """List the backups, newest first."""
-    try:
-        backups = BackupService().list()
-    except BackupError as err:
-        raise click.ClickException(str(err)) from err
+    backups = BackupService().list()
     if as_json:
         click.echo(orjson.dumps({"backups": backups}, option=orjson.OPT_INDENT_2).decode())
         return
@@ -54,8 +46,5 @@ def list_command(as_json):
 @click.argument("filename")
 def delete_command(filename):
     """Delete one backup."""
-    try:
-        deleted = BackupService().delete(filename, CLI)
-    except BackupError as err:
-        raise click.ClickException(str(err)) from err
+    deleted = BackupService().delete(filename, CLI)
     click.echo(f"Deleted {deleted}.")

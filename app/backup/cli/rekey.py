@@ -8,7 +8,6 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from ..errors import BackupError
 from ..rekey import ENCRYPTED, FAILED, REKEYED, rekey_archives
 
 
@@ -23,14 +22,11 @@ def register(group: AppGroup) -> None:
 def rekey_command(dry_run):
     """Re-encrypt every listed archive to BACKUP_ENCRYPTION_KEY (old ones open with BACKUP_ENCRYPTION_OLD_KEYS)."""
     failed = 0
-    try:
-        for outcome in rekey_archives(current_app._get_current_object(), dry_run=dry_run):
-            changes = outcome.action in (REKEYED, ENCRYPTED)
-            action = f"would be {outcome.action}" if outcome.dry_run and changes else outcome.action
-            click.echo(f"{outcome.filename}  {action}" + (f": {outcome.detail}" if outcome.detail else ""))
-            failed += outcome.action == FAILED
-    except BackupError as err:
-        raise click.ClickException(str(err)) from err
+    for outcome in rekey_archives(current_app._get_current_object(), dry_run=dry_run):
+        changes = outcome.action in (REKEYED, ENCRYPTED)
+        action = f"would be {outcome.action}" if outcome.dry_run and changes else outcome.action
+        click.echo(f"{outcome.filename}  {action}" + (f": {outcome.detail}" if outcome.detail else ""))
+        failed += outcome.action == FAILED
     if failed:
         raise click.ClickException(f"{failed} archive(s) could not be re-encrypted and were left as they were; "
                                    "see the lines above.")

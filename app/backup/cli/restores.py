@@ -10,7 +10,6 @@ import click
 import orjson
 
 from ..audit import CLI
-from ..errors import BackupError
 from ..restore.accounts import describe_security_changes
 from ..restore.options import CONFLICT_POLICIES, MODES, RestoreOptions, parse_tables
 from ..restore_service import cli_source, start_restore
@@ -57,12 +56,9 @@ def register(group) -> None:
             if not sys.stdin.isatty():
                 raise click.UsageError("Add --yes to confirm the restore (or --dry-run to preview it).")
             click.confirm(f"Restore {file} in {mode} mode? A safety backup is taken first.", abort=True)
-        try:
-            options.validate()
-            outcome = start_restore(cli_source(file), options, actor=CLI, wait=True,
-                                    progress=progress_printer(progress))
-        except BackupError as err:
-            raise click.ClickException(str(err)) from err
+        options.validate()
+        outcome = start_restore(cli_source(file), options, actor=CLI, wait=True,
+                                progress=progress_printer(progress))
         result = outcome.get("preview") or outcome.get("restore")
         if as_json:
             click.echo(orjson.dumps(outcome, option=orjson.OPT_INDENT_2).decode())
@@ -77,10 +73,7 @@ def register(group) -> None:
     @click.option("--json", "as_json", is_flag=True, help='Print {"verification": {...}} as JSON.')
     def verify_command(file, trust_unsigned, as_json):
         """Check FILE's checksums and signature and test-restore it; exit status 1 when it is bad."""
-        try:
-            verification = verify_source(cli_source(file), actor=CLI, trust_unsigned=trust_unsigned)
-        except BackupError as err:
-            raise click.ClickException(str(err)) from err
+        verification = verify_source(cli_source(file), actor=CLI, trust_unsigned=trust_unsigned)
         if as_json:
             click.echo(orjson.dumps({"verification": verification}, option=orjson.OPT_INDENT_2).decode())
         else:

@@ -9,8 +9,8 @@ import orjson
 
 from ...models import utcnow
 from ..audit import CLI
+from ..errors import database_message
 from ..schedule import retention, runner as scheduler
-from ..errors import BackupError
 from ..schedule.settings import load_settings
 
 
@@ -27,10 +27,7 @@ def register(group) -> None:
     def prune_command(dry_run: bool, as_json: bool) -> None:
         """Apply the schedule's retention policy: delete the backups it does not keep."""
         policy = retention.policy_for(load_settings())
-        try:
-            result = retention.prune(policy, utcnow(), dry_run=dry_run, actor=CLI)
-        except BackupError as err:
-            raise click.ClickException(str(err)) from err
+        result = retention.prune(policy, utcnow(), dry_run=dry_run, actor=CLI)
         if as_json:
             _echo_json(result.to_dict())
             return
@@ -48,7 +45,7 @@ def register(group) -> None:
         try:
             scheduler.alert_if_missed()
         except Exception as exc:  # the run's own outcome is what this command reports
-            click.echo(f"Warning: could not check for a missed schedule: {exc}", err=True)
+            click.echo(f"Warning: could not check for a missed schedule: {database_message(exc)}", err=True)
         if as_json:
             _echo_json(outcome.to_dict())
         elif not outcome.failed:

@@ -35,7 +35,7 @@ from .. import audit
 from . import health, hooks, notify, retention
 from ..jobs.lock import current_owner, owner_is_dead
 from ..jobs.runner import recover_interrupted_jobs
-from ..errors import BackupError, ConflictError
+from ..errors import BackupError, ConflictError, database_message
 from .settings import ScheduleSettings, claim_missed_alert, due_slot, load_settings, next_run_at
 from ..service import BackupService
 from ..verify import verify_listed_backup
@@ -245,7 +245,7 @@ def _report_database_failure(exc: Exception, now: datetime) -> SlotOutcome:
         first_time = slot is not None and (key, slot) not in _reported_without_db
         if first_time:
             _reported_without_db.add((key, slot))
-    message = f"The database could not be read: {exc}"
+    message = f"The database could not be read: {database_message(exc)}"
     if not first_time:
         return SlotOutcome("failed", slot, message)
     report = notify.RunReport(slot=slot, started_at=now, finished_at=utcnow(), owner=current_owner(),
@@ -279,7 +279,7 @@ def run_scheduled(now: datetime | None = None) -> SlotOutcome:
                                next_run_at=upcoming)
         _give_up_older_deferred(slot)
     except SQLAlchemyError as exc:
-        log.exception("the scheduled-backup runner could not read the database")
+        log.error("the scheduled-backup runner could not read the database: %s", database_message(exc))
         return _report_database_failure(exc, now)
     outcome = _run_claimed_slot(settings, slot, now)
     outcome.next_run_at = upcoming

@@ -50,6 +50,8 @@ class Storage(ABC):
 
     #: Identifies the store's location, e.g. for caches keyed by it.
     location: str
+    #: True when each call is a network round trip that may wait up to a timeout (start-up does not wait on it).
+    remote: bool = False
 
     @abstractmethod
     def list(self) -> list[StoredFile]:

@@ -69,6 +69,8 @@ def normalise_prefix(prefix: str | None) -> str:
 class S3Storage(Storage):
     """Objects ``<prefix>/<name>`` in one bucket."""
 
+    remote = True
+
     def __init__(self, bucket: str | None, prefix: str | None = "", endpoint_url: str | None = None, *,
                  client=None, transfer_config: TransferConfig | None = None, temp_dir: str | None = None,
                  list_page_size: int = 1000, stale_upload_age: timedelta = STALE_UPLOAD_AGE,
