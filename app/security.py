@@ -15,6 +15,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from .backup.audit import Actor
 from .extensions import csrf, db
 from .models import ApiToken, User, password_fingerprint, utcnow
 from .sqlite_pragmas import lock_waits_skipped
@@ -289,3 +290,9 @@ def add_security_headers(response):
         # Backups, tokens and account lists must not stay in a browser's or a proxy's cache.
         response.headers["Cache-Control"] = "no-store, private"
     return response
+
+
+def request_actor() -> Actor:
+    """Who makes this request, as the audit log records them: username, client IP, the API token's id if any."""
+    return Actor(current_user.username if current_user.is_authenticated else None, ip=request.remote_addr,
+                 token_id=g.get("api_token_id"))

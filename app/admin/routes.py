@@ -5,8 +5,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import LoginAttempt, data_tables
-from ..backup.web.http import request_actor
-from ..security import SCOPES, admin_required, wants_json
+from ..security import SCOPES, admin_required, request_actor, wants_json
 from . import api_tokens
 from .forms import ApiTokenForm
 

@@ -9,14 +9,14 @@ from datetime import datetime
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, send_file, url_for
 
-from ...security import admin_required, wants_json
+from ...security import admin_required, request_actor, wants_json
 from .. import overview
 from ..errors import BackupError, BadRequestError
 from ..service import BackupService
 from ..units import human_age, human_duration, human_size
 from .chart import history_chart
 from .forms import CreateBackupForm, RestoreForm
-from .http import done, kept_form_errors, refused_form, request_actor, request_fields
+from .http import done, kept_form_errors, refused_form, request_fields
 
 bp = Blueprint("backup", __name__)
 bp.add_app_template_filter(human_size)

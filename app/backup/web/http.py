@@ -6,12 +6,10 @@ scripts get the app's JSON error answer.
 """
 from __future__ import annotations
 
-from flask import flash, g, jsonify, redirect, request, session, url_for
-from flask_login import current_user
+from flask import flash, jsonify, redirect, request, session, url_for
 
 from ...errors import backup_error_response
 from ...security import wants_json
-from ..audit import Actor
 from ..errors import BackupError, BadRequestError
 
 # Refusals a browser form can recover from by changing its input (or waiting for the running job).
@@ -39,12 +37,6 @@ def request_fields(*, uploads: bool = False, joined: tuple[str, ...] = ()) -> di
     if uploads:
         fields.update(request.files.to_dict())
     return fields
-
-
-def request_actor() -> Actor:
-    """Who makes this request, as the audit log records them: username, client IP, the API token's id if any."""
-    return Actor(current_user.username if current_user.is_authenticated else None, ip=request.remote_addr,
-                 token_id=g.get("api_token_id"))
 
 
 def done(json_body: dict, status: int, message: str, redirect_to: str, *, wants_json: bool, headers=None):

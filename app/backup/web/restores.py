@@ -10,7 +10,7 @@ from flask import Blueprint, flash, redirect, url_for
 from flask_login import current_user, logout_user
 
 from ...models import password_fingerprint
-from ...security import admin_required, bearer_token, wants_json
+from ...security import admin_required, bearer_token, request_actor, wants_json
 from ..errors import BackupError, BadRequestError
 from ..jobs.lock import refuse_while_locked
 from ..jobs.runner import wait_for_job
@@ -19,7 +19,7 @@ from ..restore_service import listed_source, session_still_valid, start_restore,
 from ..service import BackupService
 from ..verify import start_verify
 from .forms import RestoreForm, VerifyForm
-from .http import done, keep_form_errors, refused_form, request_actor, request_fields
+from .http import done, keep_form_errors, refused_form, request_fields
 
 bp = Blueprint("restore", __name__)
 bp.register_error_handler(BackupError, refused_form)

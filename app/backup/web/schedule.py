@@ -7,13 +7,13 @@
 from flask import Blueprint, jsonify, render_template, url_for
 
 from ...models import utcnow
-from ...security import admin_required, wants_json
+from ...security import admin_required, request_actor, wants_json
 from ..errors import BackupError, ConflictError
 from ..schedule import health, hooks, retention, runner as scheduler
 from ..schedule.settings import WEEKDAY_NAMES, ScheduleSettings, load_settings, update_settings
 from ..schedule.validation import ScheduleValidationError
 from .forms import ScheduleForm
-from .http import done, refused_form, request_actor, request_fields
+from .http import done, refused_form, request_fields
 
 bp = Blueprint("schedule", __name__)
 bp.register_error_handler(BackupError, refused_form)
