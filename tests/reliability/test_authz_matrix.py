@@ -240,7 +240,11 @@ def judge(response, expect: Expect, rule: str, method: str, path: str, caller: C
                 200 <= status < 300 if caller.face == "json" else through(response))
         else:
             fine = not (to_login(response) or status in (401, 403) or (status == 400 and b"CSRF" in body))
-        return None if fine else f"refused the control: {status} {body[:200]!r}"
+        if not fine:
+            return f"refused the control: {status} {body[:200]!r}"
+        if caller.face == "json" and rule.startswith("/admin") and "download" not in rule and not response.is_json:
+            return f"a JSON request under /admin answered {response.mimetype}"
+        return None
     if status != expect.status:
         return f"expected {expect.status}, got {status} {body[:200]!r}"
     if expect.login and path not in unquote(response.headers["Location"]):
