@@ -143,6 +143,7 @@ BAD_TOKENS = {"revoked": "revoked", "expired": "expired", "unknown": "invalid"} 
 
 
 def make_callers(app) -> list[Caller]:
+    """The 15 callers: sessions logged in through the real form, tokens of each scope and three bad ones."""
     visitor, anonymous, user, admin, admin_no_csrf = (app.test_client() for _ in range(5))
     visitor.get("/contact")  # a visitor's session: a CSRF token, nobody logged in
     for client, who in ((user, ("alice", USER_PASSWORD)), (admin, ("admin", ADMIN_PASSWORD)),
@@ -215,6 +216,7 @@ def expected(rule: str, method: str, caller: Caller) -> Expect:
 
 
 def to_login(response) -> bool:
+    """True for the anonymous page answer: a 302 to the login page with ``next``."""
     return response.status_code == 302 and response.headers.get("Location", "").startswith("/auth/login?next=")
 
 
@@ -278,6 +280,8 @@ def automatic_options(response, caller: Caller, rule: str) -> bool:
 # --- The world: real values for the URL rules, and a snapshot of everything a request could change ----
 
 class World:
+    """The values the URL rules are filled with: a listed backup, a finished job, a spare token to revoke."""
+
     def __init__(self, app):
         self.app = app
         with app.app_context():
@@ -300,6 +304,8 @@ class World:
             return str(db.session.execute(db.select(sa.func.max(ApiToken.id))).scalar_one())
 
     def request(self, rule: str, method: str, caller: Caller, values: dict | None = None):
+        """Send ``method`` on ``rule`` as ``caller`` with the route's fields (CSRF token and password as a
+        browser would add them); returns the path sent and the response."""
         values = values or self.values
         route = ROUTES[rule]
         path = route.path.format(**values)
@@ -328,6 +334,7 @@ class World:
 
 
 def changes(before: dict, after: dict) -> list[str]:
+    """What differs between two snapshots, in words."""
     changed = [f"table {name}" for name in before["tables"] if before["tables"][name] != after["tables"][name]]
     return changed + ([f"backup store: {sorted(set(before['files']) ^ set(after['files']))}"]
                       if before["files"] != after["files"] else [])
