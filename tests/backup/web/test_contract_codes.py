@@ -3,7 +3,9 @@
 JSON face: a Bearer token; the answer is JSON, and an error is ``{"error": "<sentence>"}``.
 HTML face: an admin's browser session with its CSRF token; a page of that status, or
 after a form post a 302 back to the page with a flash saying what happened (the
-contract's "redirect + flash"). ``CASES`` lists every (endpoint, code, face).
+contract's "redirect + flash"). ``CASES`` lists every (endpoint, code, face). Who may call
+each endpoint (anonymous, a non-admin, a session without its CSRF token, each token scope) is
+the matrix in tests/reliability/test_authz_matrix.py.
 
 Left out, because they cannot arise:
 - 201 from ``POST /create-backup`` and 200 from ``POST /restore-backup`` with wait=1, 202 from
@@ -25,8 +27,8 @@ import pytest
 
 from app.backup.jobs.lock import acquire_exclusive, release_exclusive
 from app.backup.service import BackupService
-from support.app import ADMIN_PASSWORD, USER_PASSWORD
-from support.web import JSON, csrf_token_from, flashes, login, wait_for_job
+from support.app import ADMIN_PASSWORD
+from support.web import csrf_token_from, flashes, wait_for_job
 
 LIMIT = 256 * 1024  # MAX_BACKUP_SIZE here: a small database's backup fits, a 300 KiB upload does not
 
@@ -173,30 +175,3 @@ def test_the_html_face_answers_the_contracts_code_as_a_page_or_a_redirect_with_a
     else:
         assert response.mimetype == "text/html" and "<!doctype html>" in response.get_data(as_text=True).lower()
     response.close()
-
-
-ENDPOINTS = sorted({(case.method, case.path) for case in CASES.values()})
-
-
-@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
-def test_who_may_ask_in_both_faces(app, client, plain_user, world, method, path):
-    """Anonymous: 401 JSON / 302 to login (a POST too, CSRF token or not); a non-admin: 403 in both."""
-    path = path.format(**world)
-    call = getattr(client, method.lower())
-    anonymous_json, anonymous_html = call(path, headers=JSON), call(path)
-    assert anonymous_json.status_code == 401 and "error" in anonymous_json.get_json()
-    assert anonymous_html.status_code == 302 and "/auth/login?next=" in anonymous_html.headers["Location"]
-    login(client, plain_user["username"], USER_PASSWORD)
-    # With the session's CSRF token: a non-admin is refused as such, not as a bad form.
-    fields = {"csrf_token": csrf_token_from(client.get("/contact").get_data(as_text=True))} if method == "POST" else None
-    user_json, user_html = call(path, headers=JSON, data=fields), call(path, data=fields)
-    assert user_json.status_code == 403 and "error" in user_json.get_json()
-    assert user_html.status_code == 403 and user_html.mimetype == "text/html"
-
-
-@pytest.mark.parametrize("path", sorted({case.path for case in CASES.values() if case.method == "POST"}))
-def test_a_session_post_without_its_csrf_token_is_400_in_both_faces(admin_client, world, path):
-    path = path.format(**world)
-    as_json, as_html = admin_client.post(path, headers=JSON), admin_client.post(path)
-    assert as_json.status_code == 400 and "CSRF" in as_json.get_json()["error"]
-    assert as_html.status_code == 400 and as_html.mimetype == "text/html"
