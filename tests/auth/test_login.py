@@ -1,11 +1,15 @@
-"""Logging in: by username or e-mail, every attempt recorded, lock-out per account and per IP."""
+"""Logging in: by username or e-mail, every attempt recorded, lock-out per account and per IP.
 
-from app import create_app
+One request at a time, in process. tests/reliability/test_brute_force.py fires guesses in parallel at
+two gunicorn instances on one database (the lock-out across processes, IPv6 /64s), and
+tests/reliability/test_login_timing.py times known against unknown accounts.
+"""
+
 from app.auth.credentials import GENERIC_LOGIN_ERROR
 from app.extensions import db
 from app.models import LoginAttempt
 from app.cli import create_account
-from support.app import USER_PASSWORD, build_app, test_settings
+from support.app import USER_PASSWORD, build_app
 from support.web import csrf_token_from, flashes, login
 
 
@@ -140,24 +144,6 @@ def test_without_trusted_proxies_a_forwarded_address_is_not_believed(app, plain_
     # the reason to set TRUSTED_PROXIES behind one.
     assert flashes(login(behind_proxy(app, "192.0.2.44"), "alice", USER_PASSWORD)) == [GENERIC_LOGIN_ERROR]
     assert {a.ip_address for a in attempts(app)} == {"10.0.0.1"}
-
-
-def test_lock_out_holds_across_two_app_instances_on_one_database(app, tmp_path, plain_user):
-    first = app.test_client()
-    for _ in range(5):
-        login(first, "alice", "wrong-password")
-
-    # A second process-like instance: its own app, engine and sessions, same database file.
-    other_app = create_app(test_settings(tmp_path))
-    try:
-        other = other_app.test_client()
-        response = login(other, "alice", USER_PASSWORD)
-        assert response.status_code == 200
-        assert flashes(response) == [GENERIC_LOGIN_ERROR]
-    finally:
-        with other_app.app_context():
-            db.engine.dispose()
-    assert len(attempts(app)) == 6
 
 
 def test_oversized_username_is_a_form_error_not_a_500(app, client, plain_user):
