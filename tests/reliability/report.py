@@ -36,7 +36,7 @@ ROWS: dict[str, tuple[str, int]] = {
     "body-limits": ("body-limit probes (chunked, multipart fields, files, JSON) as anonymous, user and admin", 1),
     "zip-bombs": ("zip bombs and crafted central directories", 1),
     "brute-force": ("login brute force across two processes", 1),
-    "login-timing": ("timing of known vs unknown accounts (login, reset)", 1),
+    "login-timing": ("timing of known vs unknown accounts (login, reset, verification mail)", 1),
 }
 
 
