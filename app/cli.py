@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy import func, or_, select
 
 from .admin import api_tokens
+from .errors import OneLineErrors
 from .extensions import db
 from .models import User
 from .security import SCOPES, hash_password
@@ -54,14 +55,14 @@ def register_account_commands(app) -> None:
             func = option(func)
         return func
 
-    @app.cli.command("create-admin")
+    @app.cli.command("create-admin", cls=OneLineErrors)
     @with_account_options
     def create_admin(username, email, password):
         """Create an administrator account."""
         create_account(username, email, password, is_admin=True)
         click.echo(f"Admin {username} created.")
 
-    @app.cli.command("create-user")
+    @app.cli.command("create-user", cls=OneLineErrors)
     @with_account_options
     def create_user(username, email, password):
         """Create an ordinary, verified account."""
@@ -70,7 +71,7 @@ def register_account_commands(app) -> None:
 
     register_token_commands(app)
 
-    @app.cli.command("ensure-admin")
+    @app.cli.command("ensure-admin", cls=OneLineErrors)
     def ensure_admin():
         """Create the admin account 'admin' when no admin exists (first start)."""
         if db.session.execute(select(User).filter_by(is_admin=True)).first():
@@ -88,7 +89,7 @@ def register_account_commands(app) -> None:
 
 
 def register_token_commands(app) -> None:
-    @app.cli.command("create-api-token")
+    @app.cli.command("create-api-token", cls=OneLineErrors)
     @click.argument("username")
     @click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
                   help="What the token may do (repeat for several; default admin).")
@@ -104,7 +105,7 @@ def register_token_commands(app) -> None:
             raise click.ClickException(exc.message) from None
         click.echo(secret)
 
-    @app.cli.command("list-api-tokens")
+    @app.cli.command("list-api-tokens", cls=OneLineErrors)
     @click.option("--json", "as_json", is_flag=True, help='Print {"tokens": [...]}.')
     def list_api_tokens(as_json):
         """List the API tokens: id, name, owner, scopes, created, last used, expires, revoked."""
@@ -120,7 +121,7 @@ def register_token_commands(app) -> None:
         for row in rows:
             click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
-    @app.cli.command("revoke-api-token")
+    @app.cli.command("revoke-api-token", cls=OneLineErrors)
     @click.argument("token_id", type=int)
     def revoke_token(token_id):
         """Revoke one API token by its id."""
@@ -130,7 +131,7 @@ def register_token_commands(app) -> None:
             raise click.ClickException(exc.message) from None
         click.echo(f"Revoked API token {token['id']} ({token['name']}).")
 
-    @app.cli.command("revoke-api-tokens")
+    @app.cli.command("revoke-api-tokens", cls=OneLineErrors)
     @click.argument("username")
     def revoke_tokens(username):
         """Revoke every API token of a user."""

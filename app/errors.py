@@ -1,19 +1,43 @@
-"""Errors become JSON ``{"error": ...}`` or an HTML page, by content negotiation.
+"""Errors become JSON ``{"error": ...}`` or an HTML page, by content negotiation; in a command, one line.
 
 The page (``templates/error.html``) keeps the site's layout and navigation, names
 the error and says what to do next.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from html import escape
 
+import click
 from flask import current_app, jsonify, render_template
+from sqlalchemy.exc import SQLAlchemyError
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
 
-from .backup.errors import BackupError
+from .backup.errors import BackupError, database_message
 from .request_limits import too_large_message
 from .security import wants_json
+
+
+@contextmanager
+def errors_in_one_line() -> Iterator[None]:
+    """Around a click command: a ``BackupError`` or a database error becomes ``Error: <one line>`` on stderr
+    and exit status 1 (what cron mails and scripts read), never a traceback."""
+    try:
+        yield
+    except BackupError as err:
+        raise click.ClickException(str(err)) from err
+    except SQLAlchemyError as err:
+        raise click.ClickException(f"The database could not be used: {database_message(err)}") from err
+
+
+class OneLineErrors(click.Command):
+    """A click command whose failures are one line (``errors_in_one_line``): ``cls=`` of the account commands."""
+
+    def invoke(self, ctx):
+        with errors_in_one_line():
+            return super().invoke(ctx)
 
 
 def error_response(status: int, message: str, **extra):

@@ -6,6 +6,8 @@ import re
 import pytest
 from flask import abort
 
+from support.processes import flask_process
+from support.services import free_port
 from support.web import JSON
 
 ADMIN_NAV = ["Admin panel", "System Backup", "Schedule", "Audit log", "API tokens"]
@@ -85,3 +87,18 @@ def test_an_error_page_that_cannot_render_its_layout_is_still_an_answer(failing_
     response = client.get("/test-crash")
     assert response.status_code == 500
     assert "Error 500: Something went wrong" in response.get_data(as_text=True)
+
+
+def test_an_unreachable_database_is_one_line_per_command_never_a_traceback(app):
+    """Cron mails whatever a command prints: with the database down, each command (backup and account ones)
+    says so in one ``Error:`` line (after at most one-line log warnings), exits 1, and prints no traceback."""
+    nowhere = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
+    for command in (("backup", "list"), ("backup", "run-scheduled"), ("backup", "prune", "--dry-run"),
+                    ("create-api-token", "admin", "--scope", "health"), ("list-api-tokens",)):
+        done = flask_process(app, *command, env={"DATABASE_URL": nowhere})
+        stdout, stderr = done.communicate(timeout=120)
+        assert done.returncode == 1, (command, stdout, stderr)
+        assert "Traceback" not in stderr and "sqlalche.me" not in stderr, (command, stderr)
+        errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "Connection refused" in errors[0], (command, stderr)
+        assert len(stderr.splitlines()) <= 4, (command, stderr)

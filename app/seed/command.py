@@ -6,13 +6,14 @@ import time
 import click
 import sqlalchemy as sa
 
+from ..errors import OneLineErrors
 from .writer import seed_demo
 
 
 def register_seed_command(app) -> None:
     """Add ``flask seed-demo`` to the app's command line."""
 
-    @app.cli.command("seed-demo")
+    @app.cli.command("seed-demo", cls=OneLineErrors)
     @click.option("--rows", type=click.IntRange(min=1), default=1000, show_default=True,
                   help="Rows to add, in all five tables together.")
     @click.option("--seed", type=int, default=42, show_default=True,

@@ -5,9 +5,8 @@ import sys
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import BackupError, database_message
+from ...errors import errors_in_one_line
 
 
 class BackupCommands(AppGroup):
@@ -15,12 +14,8 @@ class BackupCommands(AppGroup):
     exit status 1 (for cron's mail and for scripts), never a traceback."""
 
     def invoke(self, ctx):
-        try:
+        with errors_in_one_line():
             return super().invoke(ctx)
-        except BackupError as err:
-            raise click.ClickException(str(err)) from err
-        except SQLAlchemyError as err:
-            raise click.ClickException(f"The database could not be used: {database_message(err)}") from err
 
 
 def progress_printer(enabled: bool):
