@@ -84,8 +84,9 @@ class Probe:
 def probes(caller: str) -> list[Probe]:
     """What each caller sends; an admin's upload to /admin/restore-backup is allowed up to MAX_BACKUP_SIZE."""
     admin = caller == "admin"
-    listing = [Probe(f"chunked form to {path}", path, FORM)
-               for path in ("/", "/auth/login", "/admin/create-backup", "/contact", "/no/such/page")]
+    listing = [probe for path in ("/", "/auth/login", "/admin/create-backup", "/contact", "/no/such/page")
+               for probe in (Probe(f"chunked form to {path}", path, FORM),
+                             Probe(f"form declaring 10 GiB to {path}", path, FORM, declare=10 << 30))]
     listing += [
         Probe("multipart, one huge field", "/contact", MULTIPART, head=part("name") + f"--{BOUNDARY}\r\n"
               'Content-Disposition: form-data; name="message"\r\n\r\n'.encode()),
