@@ -13,11 +13,11 @@ and with more parts than ``MAX_FORM_PARTS``; a multipart file to a page and to
 ``/admin/restore-backup``; JSON to the three JSON endpoints; JSON and urlencoded bodies
 under 1 MiB built to cost the most to parse; a ``Content-Length`` that declares 100
 bytes while 100 MB follow, and one beside a chunked body. Every body over 1 MiB must
-get 413 having been taken in no further than the limit (fewer bytes went out than were
-offered), except an admin's upload to /admin/restore-backup, which may be read up to
+get 413 having been taken in no further than the limit (less than half the bytes offered
+went out), except an admin's upload to /admin/restore-backup, which may be read up to
 ``MAX_BACKUP_SIZE`` (set to half the probe size): one under it is read and refused as
 no backup (422), one over it gets 413. No probe may change the database or the list of
-backups, or take the worker down. `make test` streams 16 MiB per probe, `make
+backups, or take the worker down. `make test` streams 32 MiB per probe, `make
 reliability` 100 MiB.
 
 tests/test_request_limits.py checks the messages and that allowed bodies still work.
@@ -44,7 +44,7 @@ from support.served import Gunicorn
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 MiB = 1 << 20
-SIZE = (100 if FULL else 16) * MiB  # what each streamed probe offers to send
+SIZE = (100 if FULL else 32) * MiB  # what each streamed probe offers to send
 MAX_BACKUP_SIZE = SIZE // 2
 LIMIT = MiB  # MAX_CONTENT_LENGTH
 MAX_FORM_PARTS = 50
@@ -102,6 +102,7 @@ def probes(caller: str) -> list[Probe]:
         Probe("urlencoded, 1 MiB of distinct fields", "/auth/login", FORM,
               whole=b"&".join(b"%d=" % n for n in range(200_000))[:LIMIT - 10]),
         Probe("multipart file to a page", "/", MULTIPART, head=FILE_HEAD),
+        Probe("multipart file to an admin action", "/admin/create-backup", MULTIPART, head=FILE_HEAD),
         Probe("multipart file to restore-backup", "/admin/restore-backup", MULTIPART, head=FILE_HEAD),
         Probe("declares 10 GiB to restore-backup", "/admin/restore-backup", MULTIPART, head=FILE_HEAD,
               declare=10 << 30),
@@ -215,8 +216,9 @@ def test_every_body_over_1_mib_is_refused_unread_with_the_servers_memory_bounded
                 allowed = caller == "admin" and probe.path == "/admin/restore-backup" and probe.headers is MULTIPART
                 kind = "allowance" if allowed else "limit"
                 taken[kind] = max(taken[kind], sent)
-                if sent >= SIZE:
-                    lose(f"all {sent / MiB:.0f} MiB were taken in before the 413")
+                # What went out beyond the limit sat in the sockets' buffers (a few MiB).
+                if sent >= (SIZE if allowed else MAX_BACKUP_SIZE):
+                    lose(f"{sent / MiB:.0f} MiB were taken in before the 413")
             if (snapshot(app), backup_names(app)) != before:
                 changed += 1
                 lose("the database or the backup list changed")
