@@ -94,6 +94,19 @@ class _FormDataParser(FormDataParser):
             raise RequestEntityTooLarge(f"The form has more than {self.max_form_parts} fields.")
         return super()._parse_urlencoded(io.BytesIO(data), mimetype, content_length, options)
 
+    def _parse_multipart(self, stream, mimetype, content_length, options):
+        try:
+            return super()._parse_multipart(stream, mimetype, content_length, options)
+        except RequestEntityTooLarge as exc:
+            # Werkzeug says nothing of why; a streamed upload that reached its limit is too large
+            # (too_large_message), anything else broke a form limit.
+            if exc.description != RequestEntityTooLarge.description or (
+                    content_length is None and getattr(stream, "is_exhausted", False)):
+                raise
+            raise RequestEntityTooLarge(
+                f"The form has more than {self.max_form_parts} fields, or a field larger than "
+                f"{human_size(self.max_form_memory_size)}.") from exc
+
 
 class BoundedRequest(Request):
     """The app's request: forms of any encoding held to ``MAX_FORM_PARTS`` fields, JSON too deep a 400."""

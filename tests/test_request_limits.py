@@ -23,6 +23,7 @@ from support.restoring import multipart
 MiB = 1024 * 1024
 PREVIEW = {"mode": "merge", "confirm": "merge", "dry_run": "1", "wait": "1"}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+JSON = {"Accept": "application/json"}
 
 
 @pytest.fixture
@@ -67,11 +68,15 @@ def test_an_admin_upload_over_max_backup_size_is_told_that_limit(live_app):
     assert response.get_json()["error"] == "The upload is larger than MAX_BACKUP_SIZE (2.0 MiB)."
 
 
-def test_an_urlencoded_form_with_more_fields_than_the_forms_need_is_refused(live_app):
-    response = live_app.test_client().post("/auth/login", data={f"field{n}": "" for n in range(51)},
-                                           headers={"Accept": "application/json"})
-    assert response.status_code == 413
-    assert response.get_json()["error"] == "The form has more than 50 fields."
+def test_a_form_with_more_fields_than_the_forms_need_is_told_so(live_app):
+    client = live_app.test_client()
+    urlencoded = client.post("/auth/login", data={f"field{n}": "" for n in range(51)}, headers=JSON)
+    assert urlencoded.status_code == 413
+    assert urlencoded.get_json()["error"] == "The form has more than 50 fields."
+    body, headers = multipart({f"field{n}": "x" for n in range(60)}, b"")
+    many = client.post("/contact", data=body, headers={**headers, **JSON})
+    assert many.status_code == 413
+    assert many.get_json()["error"] == "The form has more than 50 fields, or a field larger than 1.0 MiB."
 
 
 def test_json_nested_too_deeply_is_a_bad_request(live_app):
