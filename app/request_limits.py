@@ -12,8 +12,9 @@ before any of it is read. Werkzeug's ``LimitedStream`` (``request.max_content_le
 holds a streamed upload to that limit while the multipart parser spools it to disk.
 
 Parsing what is let in is bounded too (``BoundedRequest``): an urlencoded form, like a
-multipart one, may have at most ``MAX_FORM_PARTS`` fields, and JSON nested past the
-interpreter's recursion limit is a bad request, not a server error.
+multipart one, may have at most ``MAX_FORM_PARTS`` fields (a form over its limits is
+told which, not that the body is too large), and JSON nested past the interpreter's
+recursion limit is a bad request, not a server error.
 """
 from __future__ import annotations
 
