@@ -108,6 +108,7 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_request_hooks(app: Flask) -> None:
+    app.request_class = request_limits.BoundedRequest
     # In this order: who is asking (a token's scope checked), how large a body that asker
     # may send, and only then CSRF, which reads the form.
     app.before_request(security.authenticate_bearer)

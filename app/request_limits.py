@@ -10,13 +10,20 @@ The one larger body allowed is an admin's multipart upload to ``POST
 framing around it, decided once the request is known to come from an admin and
 before any of it is read. Werkzeug's ``LimitedStream`` (``request.max_content_length``)
 holds a streamed upload to that limit while the multipart parser spools it to disk.
+
+Parsing what is let in is bounded too (``BoundedRequest``): an urlencoded form, like a
+multipart one, may have at most ``MAX_FORM_PARTS`` fields (a form over its limits is
+told which, not that the body is too large), and JSON nested past the interpreter's
+recursion limit is a bad request, not a server error.
 """
 from __future__ import annotations
 
 import io
 
-from flask import abort, current_app, request
+from flask import Request, abort, current_app, request
 from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
 
 from .backup.errors import TooLargeError
 from .backup.units import human_size
@@ -77,3 +84,38 @@ def too_large_message() -> str:
     """Why a body was refused, with this request's limit."""
     return (f"The request body is larger than {human_size(request.max_content_length)}, the most this server reads"
             f" (only an admin's backup upload to {UPLOAD_RULE} may be larger).")
+
+
+class _FormDataParser(FormDataParser):
+    def _parse_urlencoded(self, stream, mimetype, content_length, options):
+        # Werkzeug holds only multipart forms to max_form_parts: 1 MiB of "1=&2=&…" is 150,000
+        # fields, 40 MB once parsed.
+        data = stream.read()
+        if self.max_form_parts is not None and data.count(b"&") >= self.max_form_parts:
+            raise RequestEntityTooLarge(f"The form has more than {self.max_form_parts} fields.")
+        return super()._parse_urlencoded(io.BytesIO(data), mimetype, content_length, options)
+
+    def _parse_multipart(self, stream, mimetype, content_length, options):
+        try:
+            return super()._parse_multipart(stream, mimetype, content_length, options)
+        except RequestEntityTooLarge as exc:
+            # Werkzeug says nothing of why; a streamed upload that reached its limit is too large
+            # (too_large_message), anything else broke a form limit.
+            if exc.description != RequestEntityTooLarge.description or (
+                    content_length is None and getattr(stream, "is_exhausted", False)):
+                raise
+            raise RequestEntityTooLarge(
+                f"The form has more than {self.max_form_parts} fields, or a field larger than "
+                f"{human_size(self.max_form_memory_size)}.") from exc
+
+
+class BoundedRequest(Request):
+    """The app's request: forms of any encoding held to ``MAX_FORM_PARTS`` fields, JSON too deep a 400."""
+
+    form_data_parser_class = _FormDataParser
+
+    def get_json(self, force=False, silent=False, cache=True):
+        try:
+            return super().get_json(force=force, silent=silent, cache=cache)
+        except RecursionError:  # json.loads recurses once per level: 1 MiB of "[" goes past the limit
+            return None if silent else self.on_json_loading_failed(ValueError("nested too deeply"))

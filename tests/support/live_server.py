@@ -99,34 +99,44 @@ def post_declaring(port: int, path: str, content_length: int, headers: dict | No
 
 
 def post_chunked(port: int, path: str, size: int, headers: dict | None = None,
-                 piece: bytes = b"a" * 65536, body: bytes | None = None) -> tuple[int, int]:
-    """POST ``body``, or ``size`` bytes of ``piece`` repeated, as ``Transfer-Encoding: chunked``,
-    reading the answer while still sending.
+                 piece: bytes = b"a" * 65536, body: bytes | None = None, head: bytes = b"",
+                 content_length: int | None = None) -> tuple[int, int]:
+    """POST ``body``, or ``head`` and then ``size`` bytes of ``piece`` repeated, as ``Transfer-Encoding: chunked``,
+    reading the answer while still sending. Given ``content_length``, the bytes go unframed under that declared
+    length instead, whatever their real number (a lying client).
 
     Returns the status and how many body bytes went out before the server stopped reading.
     """
     sent = 0
     if body is not None:
         size = len(body)
+    chunked = content_length is None
+
+    def frame(data: bytes) -> bytes:
+        return b"%x\r\n" % len(data) + data + b"\r\n" if chunked else data
 
     def send_body(sock):
         nonlocal sent
-        frame = b"%x\r\n" % len(piece) + piece + b"\r\n"
         try:
-            while sent < size:
+            if head:
+                sock.sendall(frame(head))
+                sent += len(head)
+            repeated = frame(piece)
+            while sent < size + len(head):
                 if body is not None:
-                    part = body[sent:sent + len(piece)]
-                    frame = b"%x\r\n" % len(part) + part + b"\r\n"
-                sock.sendall(frame)
+                    repeated = frame(body[sent:sent + len(piece)])
+                sock.sendall(repeated)
                 sent += len(piece)
-            sock.sendall(b"0\r\n\r\n")
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
             # End of the request: a server still draining the body (werkzeug reads 10 MB at a time) sees EOF.
             sock.shutdown(socket.SHUT_WR)
         except OSError:  # the server answered and closed: it will read no more
             pass
 
+    framing = {"Transfer-Encoding": "chunked"} if chunked else {"Content-Length": str(content_length)}
     with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
-        sock.sendall(_head("POST", path, {"Transfer-Encoding": "chunked", **(headers or {})}))
+        sock.sendall(_head("POST", path, {**framing, **(headers or {})}))
         sender = threading.Thread(target=send_body, args=(sock,), name="chunked-sender", daemon=True)
         sender.start()
         with sock.makefile("rb") as reader:
