@@ -59,8 +59,9 @@ class Gunicorn:
 
     def start(self, timeout: float = 60.0) -> "Gunicorn":
         """Start it and return once it answers HTTP (fails with its log otherwise)."""
+        # No control socket: gunicorn's default is one fixed path per user, which the tests' instances would share.
         command = [GUNICORN, "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}", "--timeout", "120",
-                   "--log-file", "-", "wsgi:app"]
+                   "--no-control-socket", "--log-file", "-", "wsgi:app"]
         self.process = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + timeout
