@@ -13,13 +13,12 @@ file and uploads it over an existing object (without ``If-None-Match``): S3 swap
 an object whole, so a reader gets the old one or the new one.
 
 Names are never overwritten. ``head_object`` skips candidates (``_2``, ``_3`` …)
-already taken before anything is uploaded, and every PUT and
-CompleteMultipartUpload carries ``If-None-Match: *``: a name taken between the
-check and the publication makes S3 refuse it (412). A small archive then tries
-the next name; a streamed one cannot (its parts belong to their key), so that
-backup fails, saying so. Backups are serialised by the database lock, so only a
-writer outside this app can cause that. A store that rejects conditional writes
-as not implemented gets unconditional ones after a warning.
+already taken, and every PUT and CompleteMultipartUpload carries ``If-None-Match: *``:
+a name taken between the check and the publication makes S3 refuse it (412). A small
+archive then tries the next name; a streamed one cannot (its parts belong to their
+key) and fails, saying so: only a writer outside this app can cause that, as backups
+are serialised by the database lock. A store that rejects conditional writes as not
+implemented gets unconditional ones after a warning.
 
 Credentials come from boto3's default chain (environment, shared files, SSO,
 container or instance role); the region from the usual boto3 settings
@@ -43,20 +42,16 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import BackupNotFoundError, StorageError
-from ..jobs.lock import current_owner, owner_is_dead
 from .base import PendingFile, Storage, StoredFile, is_plain_name
 from ..ranges import RangedReader
 from .s3_stream import PART_SIZE, PartStream
+from .s3_cleanup import remove_abandoned, writer_key
 from .s3_client import DEFAULT_TIMEOUT, conditional_puts, prepare_client, replacing_keys, shared_client
 from .s3_errors import CLASH_CODES, NOT_FOUND_CODES, error_code, storage_error
 
 log = logging.getLogger(__name__)
 
 STALE_UPLOAD_AGE = timedelta(hours=1)
-# Hidden (never listed) keys of the empty uploads that name a backup's writer: .partial-<host:pid>-<name>
-# (earlier versions staged whole uploads under .partial-<host:pid>-<hex>, which the same pattern matches).
-WRITER_MARKER = ".partial-"
-_WRITER_KEY = re.compile(re.escape(WRITER_MARKER) + r"(?P<owner>[^/]+?:\d+)-(?P<name>[^/]+)")
 # What one ranged GET of ``open_parts`` fetches at least: a ZIP's directory and a small
 # member near its end usually take three.
 RANGE_READ_BYTES = 64 * 1024
@@ -64,7 +59,6 @@ RANGE_READ_BYTES = 64 * 1024
 def normalise_prefix(prefix: str | None) -> str:
     """``"/a//b/"`` → ``"a/b"``; empty or None → ``""`` (objects at the bucket's top level)."""
     return "/".join(part for part in re.split(r"/+", prefix or "") if part)
-
 
 
 class S3Storage(Storage):
@@ -234,12 +228,8 @@ class S3Storage(Storage):
                 self._abort_quietly(key, upload_id)
 
     def _writer_upload(self, name: str) -> tuple[str, str]:
-        """An empty, hidden multipart upload whose key names this process as the writer of ``name``.
-
-        S3 lists no metadata of an upload, so this is how ``cleanup_partials`` learns
-        whose upload under ``name`` it sees; it holds no parts and costs nothing.
-        """
-        key = self._key_of_hidden(f"{WRITER_MARKER}{current_owner()}-{name}")
+        """An empty, hidden multipart upload whose key names this process as the writer of ``name`` (``s3_cleanup``)."""
+        key = writer_key(self._list_prefix, name)
         try:
             return key, self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         except (ClientError, BotoCoreError) as exc:
@@ -328,9 +318,6 @@ class S3Storage(Storage):
             except BotoCoreError as exc:
                 raise self._error("write", exc) from exc
 
-    def _key_of_hidden(self, name: str) -> str:
-        return f"{self.prefix}/{name}" if self.prefix else name
-
     def _abort_quietly(self, key: str, upload_id: str) -> None:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -357,58 +344,17 @@ class S3Storage(Storage):
             raise self._error("delete", exc) from exc
 
     def cleanup_partials(self) -> int:
-        """Abort the unfinished uploads whose writer is gone; returns how many uploads (and objects) it removed.
-
-        Each backup's upload has a hidden twin whose key names its writer (``host:pid``):
-        the writer is gone when it was a process of this host that no longer exists, or,
-        on any host, once the upload is older than ``stale_upload_age`` (an hour). Uploads
-        under plain names without such a twin follow the age rule. Staging objects that
-        earlier versions left (they copied a staged upload into place) follow the writer rule.
-        """
+        """Abort the unfinished uploads whose writer is gone (``s3_cleanup``); returns how many uploads
+        (and objects) it removed. A writer is gone when it was a process of this host that no longer
+        exists, or, on any host, once its upload is older than ``stale_upload_age`` (an hour)."""
         cutoff = datetime.now(timezone.utc) - self.stale_upload_age
-        removed = 0
         try:
-            pages = self.client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=self._list_prefix)
-            uploads = [upload for page in pages for upload in page.get("Uploads", ())]
-            writers: dict[str, list[bool]] = {}  # name -> whether each of its writers is gone
-            for upload in uploads:
-                writer = _WRITER_KEY.fullmatch(upload["Key"][len(self._list_prefix):])
-                if writer is not None:
-                    writers.setdefault(writer.group("name"), []).append(
-                        _writer_is_gone(writer.group("owner"), upload["Initiated"], cutoff))
-            for upload in uploads:
-                if not self._abandoned(upload["Key"], upload["Initiated"], writers, cutoff):
-                    continue
-                try:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                       UploadId=upload["UploadId"])
-                    removed += 1
-                except ClientError as exc:
-                    if error_code(exc) != "NoSuchUpload":  # finished or aborted by someone else meanwhile
-                        raise
-            staged = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._list_prefix + WRITER_MARKER)
-            for obj in (obj for page in staged for obj in page.get("Contents", ())):
-                if self._abandoned(obj["Key"], obj["LastModified"], {}, cutoff):
-                    self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
-                    removed += 1
+            removed = remove_abandoned(self.client, self.bucket, self._list_prefix, cutoff)
         except (ClientError, BotoCoreError) as exc:
             raise self._error("clean up", exc) from exc
         if removed:
             log.info("removed %d unfinished upload(s) from s3://%s/%s", removed, self.bucket, self._list_prefix)
         return removed
-
-    def _abandoned(self, key: str, started: datetime, writers: dict[str, list[bool]], cutoff: datetime) -> bool:
-        name = key[len(self._list_prefix):]
-        writer = _WRITER_KEY.fullmatch(name)
-        if writer is not None:
-            return _writer_is_gone(writer.group("owner"), started, cutoff)
-        if not is_plain_name(name):
-            return False  # deeper "folders" are not ours
-        if name in writers:
-            return all(writers[name])
-        return started <= cutoff
 
     # --- errors ------------------------------------------------------------------------
 
@@ -441,10 +387,6 @@ class S3Storage(Storage):
 
 class _NameTaken(Exception):
     """A conditional write refused because the name was taken meanwhile."""
-
-
-def _writer_is_gone(owner: str, started: datetime, cutoff: datetime) -> bool:
-    return owner_is_dead(owner) or started <= cutoff
 
 
 def _mtime_ns(value: datetime) -> int:
