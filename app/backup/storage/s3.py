@@ -2,23 +2,23 @@
 
 Objects live at ``<prefix>/<name>``; like ``LocalStorage`` this store knows names
 and byte streams only. A writer streams straight into S3 with bounded memory
-(``s3_stream``): parts of a few MB go up to a hidden staging key while the archive
-is written, never to local disk. Publishing is atomic: only a complete staging
-object is copied under its name (a server-side multipart copy, invisible until its
-final CompleteMultipartUpload); an archive smaller than one part goes up in one PUT.
-A crash therefore never leaves a listed object; at worst an unfinished upload or a
-staging object, which ``cleanup_partials()`` removes once its writer is gone.
-``replacing_writer`` (rekey) fills a local temporary file and uploads it over an
-existing object (without ``If-None-Match``): S3 swaps an object whole, so a reader
-gets the old one or the new one.
+(``s3_stream``): parts of a few MB go up, while the archive is written, to a
+multipart upload under the backup's own key, never to local disk. Publishing is
+atomic: S3 shows the object only once the final CompleteMultipartUpload has
+succeeded, whole; an archive smaller than one part goes up in one PUT. A crash
+therefore never leaves a listed object, only an unfinished upload, which
+``cleanup_partials()`` aborts once its writer is gone (an empty hidden upload
+beside it names the writer). ``replacing_writer`` (rekey) fills a local temporary
+file and uploads it over an existing object (without ``If-None-Match``): S3 swaps
+an object whole, so a reader gets the old one or the new one.
 
-Name clashes (``_2``, ``_3`` …) are settled in two steps: ``head_object`` skips
-names already taken without uploading anything, and every PUT and
-CompleteMultipartUpload carries ``If-None-Match: *`` so a name taken between the
-check and the publication makes S3 refuse it (412) and the next name is tried.
-A store that rejects conditional writes as not implemented gets unconditional
-ones after a warning; the remaining race is harmless because backups are
-serialised by the database lock.
+Names are never overwritten. ``head_object`` skips candidates (``_2``, ``_3`` …)
+already taken, and every PUT and CompleteMultipartUpload carries ``If-None-Match: *``:
+a name taken between the check and the publication makes S3 refuse it (412). A small
+archive then tries the next name; a streamed one cannot (its parts belong to their
+key) and fails, saying so: only a writer outside this app can cause that, as backups
+are serialised by the database lock. A store that rejects conditional writes as not
+implemented gets unconditional ones after a warning.
 
 Credentials come from boto3's default chain (environment, shared files, SSO,
 container or instance role); the region from the usual boto3 settings
@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import tempfile
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import BinaryIO, Callable, Iterable, Iterator
@@ -43,19 +42,16 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import BackupNotFoundError, StorageError
-from ..jobs.lock import current_owner, owner_is_dead
 from .base import PendingFile, Storage, StoredFile, is_plain_name
 from ..ranges import RangedReader
-from .s3_stream import PART_SIZE, PartStream, copy_in_parts
+from .s3_stream import PART_SIZE, PartStream
+from .s3_cleanup import remove_abandoned, writer_key
 from .s3_client import DEFAULT_TIMEOUT, conditional_puts, prepare_client, replacing_keys, shared_client
 from .s3_errors import CLASH_CODES, NOT_FOUND_CODES, error_code, storage_error
 
 log = logging.getLogger(__name__)
 
 STALE_UPLOAD_AGE = timedelta(hours=1)
-# Hidden (never listed) keys that uploads stream to before they are published: .partial-<host:pid>-<hex>.
-STAGING_MARKER = ".partial-"
-_STAGING_NAME = re.compile(re.escape(STAGING_MARKER) + r"(?P<owner>[^/]+:\d+)-[0-9a-f]{32}")
 # What one ranged GET of ``open_parts`` fetches at least: a ZIP's directory and a small
 # member near its end usually take three.
 RANGE_READ_BYTES = 64 * 1024
@@ -63,7 +59,6 @@ RANGE_READ_BYTES = 64 * 1024
 def normalise_prefix(prefix: str | None) -> str:
     """``"/a//b/"`` → ``"a/b"``; empty or None → ``""`` (objects at the bucket's top level)."""
     return "/".join(part for part in re.split(r"/+", prefix or "") if part)
-
 
 
 class S3Storage(Storage):
@@ -196,32 +191,59 @@ class S3Storage(Storage):
 
     @contextmanager
     def atomic_writer(self, candidate_names: Iterable[str]) -> Iterator[PendingFile]:
-        """Yield a stream into a hidden staging upload; publish it under the first free name on a clean exit.
+        """Yield a stream into a multipart upload under the first free name; publish it on a clean exit.
 
-        Memory stays at a few parts whatever the size (``s3_stream``); a failure aborts
-        the upload, and nothing is listed until the publication's final request.
+        Memory stays at two parts whatever the size (``s3_stream``). The name is chosen
+        when the first part goes up, and nothing is listed until the final
+        CompleteMultipartUpload. That request is conditional: if another writer stores
+        the same name meanwhile, its object is left as it is and this backup fails,
+        saying so. Any failure aborts the upload.
         """
-        staging_key = self._key_of_hidden(f"{STAGING_MARKER}{current_owner()}-{uuid.uuid4().hex}")
-        stream = PartStream(self.client, self.bucket, staging_key, lambda exc: self._error("write", exc),
+        candidates = iter(candidate_names)
+        chosen: list[str] = []
+        writer_upload: list[tuple[str, str]] = []
+
+        def open_key() -> str:
+            chosen.append(self._first_free(candidates))
+            writer_upload.append(self._writer_upload(chosen[0]))
+            return self._key(chosen[0])
+
+        stream = PartStream(self.client, self.bucket, open_key, lambda exc: self._error("write", exc),
                             part_size=self.part_size)
         pending = PendingFile(stream)
         try:
-            yield pending
-            stream.finish()
-        except BaseException:
-            stream.abort()
-            raise
-        try:
-            if stream.small_body is not None:
-                body = stream.small_body
-                pending.name = self._publish(candidate_names, lambda key: self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=body))
-            else:
-                pending.name = self._publish(candidate_names, lambda key: copy_in_parts(
-                    self.client, self.bucket, staging_key, stream.staged_size, key, self.part_size))
+            try:
+                yield pending
+                stream.finish()
+                if stream.key is None:
+                    body = stream.small_body
+                    pending.name = self._publish(candidates, lambda key: self.client.put_object(
+                        Bucket=self.bucket, Key=key, Body=body))
+                else:
+                    self._complete(stream, chosen[0])
+                    pending.name = chosen[0]
+            except BaseException:
+                stream.abort()
+                raise
         finally:
-            if stream.small_body is None:
-                self._delete_quietly(staging_key)
+            for key, upload_id in writer_upload:
+                self._abort_quietly(key, upload_id)
+
+    def _writer_upload(self, name: str) -> tuple[str, str]:
+        """An empty, hidden multipart upload whose key names this process as the writer of ``name`` (``s3_cleanup``)."""
+        key = writer_key(self._list_prefix, name)
+        try:
+            return key, self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("write", exc) from exc
+
+    def _complete(self, stream: PartStream, name: str) -> None:
+        try:
+            self._conditionally(stream.complete)
+        except _NameTaken:
+            raise StorageError(f"Another writer stored {name} in the bucket '{self.bucket}' while this backup "
+                               "was uploading; that object was left as it is and this backup was not kept. "
+                               "Run the backup again.") from None
 
     @contextmanager
     def replacing_writer(self, name: str) -> Iterator[PendingFile]:
@@ -258,39 +280,51 @@ class S3Storage(Storage):
         except OSError as exc:
             raise self._temp_error("upload", exc) from exc
 
-    def _publish(self, candidate_names: Iterable[str], send: Callable[[str], object]) -> str:
-        """``send(key)`` under the first free candidate name; a name taken meanwhile (412) moves to the next."""
-        for name in candidate_names:
-            key = self._key(name)
-            if self._exists(key):
-                continue
-            while True:
-                try:
-                    send(key)
-                    return name
-                except ClientError as exc:
-                    code = error_code(exc)
-                    if code in CLASH_CODES:
-                        break  # taken since the check: try the next name
-                    if code == "NotImplemented" and conditional_puts.get(self.client):
-                        log.warning("the S3 store %s does not support conditional writes (If-None-Match); "
-                                    "backup names are now reserved by the existence check alone",
-                                    self.endpoint_url or "aws")
-                        conditional_puts[self.client] = False
-                        continue
-                    raise self._error("write", exc) from exc
-                except BotoCoreError as exc:
-                    raise self._error("write", exc) from exc
+    def _first_free(self, candidates: Iterator[str]) -> str:
+        """The next candidate under which the bucket holds no object."""
+        for name in candidates:
+            if not self._exists(self._key(name)):
+                return name
         raise StorageError("No free backup file name is left for this second; try again.")
 
-    def _key_of_hidden(self, name: str) -> str:
-        return f"{self.prefix}/{name}" if self.prefix else name
+    def _publish(self, candidates: Iterator[str], send: Callable[[str], object]) -> str:
+        """``send(key)`` under the first free candidate name; a name taken meanwhile (412) moves to the next."""
+        while True:
+            name = self._first_free(candidates)
+            try:
+                self._conditionally(lambda: send(self._key(name)))
+                return name
+            except _NameTaken:
+                continue
 
-    def _delete_quietly(self, key: str) -> None:
+    def _conditionally(self, write: Callable[[], object]) -> None:
+        """``write()``, a request that carries If-None-Match; ``_NameTaken`` when S3 refuses it for that.
+
+        A store that cannot evaluate the condition gets the request again without it, after a warning.
+        """
+        while True:
+            try:
+                write()
+                return
+            except ClientError as exc:
+                code = error_code(exc)
+                if code in CLASH_CODES:
+                    raise _NameTaken() from exc
+                if code == "NotImplemented" and conditional_puts.get(self.client):
+                    log.warning("the S3 store %s does not support conditional writes (If-None-Match); "
+                                "backup names are now reserved by the existence check alone",
+                                self.endpoint_url or "aws")
+                    conditional_puts[self.client] = False
+                    continue
+                raise self._error("write", exc) from exc
+            except BotoCoreError as exc:
+                raise self._error("write", exc) from exc
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-        except (ClientError, BotoCoreError):  # a leftover staging object is removed by cleanup_partials
-            log.warning("could not delete the staging object s3://%s/%s", self.bucket, key, exc_info=True)
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except (ClientError, BotoCoreError):  # cleanup_partials aborts it once this process is gone
+            log.warning("could not abort the upload s3://%s/%s", self.bucket, key, exc_info=True)
 
     def _exists(self, key: str) -> bool:
         try:
@@ -312,45 +346,17 @@ class S3Storage(Storage):
             raise self._error("delete", exc) from exc
 
     def cleanup_partials(self) -> int:
-        """Abort the unfinished uploads and delete the staging objects whose writer is gone; returns how many.
-
-        A staging key names its writer (``host:pid``): it is gone when it was a process
-        of this host that no longer exists, or, on any host, once the upload is older
-        than ``stale_upload_age`` (an hour). Uploads under plain names follow the age rule.
-        """
+        """Abort the unfinished uploads whose writer is gone (``s3_cleanup``); returns how many uploads
+        (and objects) it removed. A writer is gone when it was a process of this host that no longer
+        exists, or, on any host, once its upload is older than ``stale_upload_age`` (an hour)."""
         cutoff = datetime.now(timezone.utc) - self.stale_upload_age
-        removed = 0
         try:
-            pages = self.client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=self._list_prefix)
-            for upload in (upload for page in pages for upload in page.get("Uploads", ())):
-                if not self._writer_is_gone(upload["Key"], upload["Initiated"], cutoff):
-                    continue
-                try:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                       UploadId=upload["UploadId"])
-                    removed += 1
-                except ClientError as exc:
-                    if error_code(exc) != "NoSuchUpload":  # finished or aborted by someone else meanwhile
-                        raise
-            staged = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._list_prefix + STAGING_MARKER)
-            for obj in (obj for page in staged for obj in page.get("Contents", ())):
-                if self._writer_is_gone(obj["Key"], obj["LastModified"], cutoff):
-                    self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
-                    removed += 1
+            removed = remove_abandoned(self.client, self.bucket, self._list_prefix, cutoff)
         except (ClientError, BotoCoreError) as exc:
             raise self._error("clean up", exc) from exc
         if removed:
             log.info("removed %d unfinished upload(s) from s3://%s/%s", removed, self.bucket, self._list_prefix)
         return removed
-
-    def _writer_is_gone(self, key: str, started: datetime, cutoff: datetime) -> bool:
-        name = key[len(self._list_prefix):]
-        staging = _STAGING_NAME.fullmatch(name)
-        if staging is not None:
-            return owner_is_dead(staging.group("owner")) or started <= cutoff
-        return is_plain_name(name) and started <= cutoff
 
     # --- errors ------------------------------------------------------------------------
 
@@ -379,6 +385,10 @@ class S3Storage(Storage):
 
     def _error(self, action: str, exc: Exception) -> StorageError:
         return storage_error(action, exc, self.bucket, self.endpoint_url)
+
+
+class _NameTaken(Exception):
+    """A conditional write refused because the name was taken meanwhile."""
 
 
 def _mtime_ns(value: datetime) -> int:

@@ -157,22 +157,26 @@ def test_a_name_taken_after_the_check_is_refused_by_the_conditional_put(s3):
     assert object_bytes(s3, f"{PREFIX}/a_2.zip") == b"ours"
 
 
-def test_big_files_go_up_in_parts_and_a_lost_race_aborts_the_upload(s3):
+def test_a_name_taken_while_a_big_backup_uploads_is_never_overwritten(s3):
     client = make_client(s3.endpoint_url)
     storage = S3Storage(BUCKET, PREFIX, s3.endpoint_url, client=client, transfer_config=MULTIPART,
                         temp_dir=str(s3.temp_dir))
     raced = race_for(client, "CompleteMultipartUpload", f"{PREFIX}/a.zip", s3.client)
     data = os.urandom(11 * MiB)
 
-    assert write(storage, data) == "a_2.zip"
+    with pytest.raises(StorageError, match="Another writer stored a.zip .* this backup was not kept"):
+        write(storage, data)
     assert raced == ["*"]
     assert object_bytes(s3, f"{PREFIX}/a.zip") == b"the other writer"
+    assert all_keys(s3) == [f"{PREFIX}/a.zip"]
+    assert open_multipart_uploads(s3) == []  # the refused upload was aborted, not left to linger
+
+    assert write(storage, data) == "a_2.zip"  # the next backup skips the taken name before uploading
     head = s3.client.head_object(Bucket=BUCKET, Key=f"{PREFIX}/a_2.zip")
     assert head["ETag"].strip('"').endswith("-3")  # three parts
-    assert open_multipart_uploads(s3) == []  # the refused upload was aborted, not left to linger
     with storage.open_read("a_2.zip") as fh:
         assert fh.read() == data
-    assert os.listdir(s3.temp_dir) == []
+    assert os.listdir(s3.temp_dir) == [] and open_multipart_uploads(s3) == []
 
 
 def test_a_failing_writer_leaves_nothing(s3, storage):

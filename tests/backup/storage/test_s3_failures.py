@@ -97,6 +97,7 @@ def test_a_scheduled_backup_that_s3_refuses_fails_its_job_and_mails_why(s3, make
             listed = s3.client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/").get("Contents", [])
             assert [o["Key"] for o in listed if ".partial-" not in o["Key"]] == []
         if failure is credentials_rejected_after_the_first_part:
-            [upload] = s3.client.list_multipart_uploads(Bucket=BUCKET)["Uploads"]  # could not be aborted either
+            uploads = s3.client.list_multipart_uploads(Bucket=BUCKET)["Uploads"]  # could not be aborted either
+            [upload] = [u for u in uploads if ".partial-" not in u["Key"]]  # the other names its writer
             parts = s3.client.list_parts(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])["Parts"]
             assert len(parts) == 1  # one part went up (parts travel two at a time: either one), then the key was refused

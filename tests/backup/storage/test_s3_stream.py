@@ -20,6 +20,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from app.backup.errors import StorageError
 from app.backup.storage.s3 import S3Storage
+from app.backup.jobs.lock import current_owner
 from app.backup.storage.s3_client import make_client
 from support.processes import REPO
 from support.s3 import fresh_bucket
@@ -60,26 +61,37 @@ def test_a_big_archive_streams_in_parts_of_5_mib_two_at_a_time_with_bounded_memo
         with lock:
             in_flight[0] -= 1
 
+    calls = []
+    client.meta.events.register("provide-client-params.s3.*", lambda model, **kwargs: calls.append(model.name))
     client.meta.events.register("provide-client-params.s3.UploadPart", part_starts)
     client.meta.events.register("after-call.s3.UploadPart", part_ends)
     storage = S3Storage(BUCKET, PREFIX, s3_server.endpoint_url, client=client)
-    listed_while_writing = None
+    listed_while_writing = keys_while_writing = None
     with storage.atomic_writer(["big.zip"]) as pending:
         for index in range(48 * MiB // len(CHUNK)):
             pending.file.write(CHUNK)
             if index == 24 * MiB // len(CHUNK):
                 listed_while_writing = (storage.list(), [u["Key"] for u in uploads(s3)])
+                keys_while_writing = keys(s3)
     assert pending.name == "big.zip"
-    assert listed_while_writing[0] == [] and len(listed_while_writing[1]) == 1
-    assert listed_while_writing[1][0].startswith(f"{PREFIX}/.partial-")
+    # Nothing listed while the parts go up straight to the backup's own key, beside the upload naming its writer.
+    assert listed_while_writing[0] == [] and keys_while_writing == []
+    assert sorted(listed_while_writing[1]) == [f"{PREFIX}/.partial-{current_owner()}-big.zip", f"{PREFIX}/big.zip"]
     assert most[0] == 2 and sizes.count(5 * MiB) == len(sizes) - 1
     assert storage.stat("big.zip").size == 48 * MiB
-    assert keys(s3) == [f"{PREFIX}/big.zip"] and uploads(s3) == []  # staging object and uploads gone
+    assert keys(s3) == [f"{PREFIX}/big.zip"] and uploads(s3) == []  # no copy, no upload left behind
+    assert not [c for c in calls if c in ("CopyObject", "UploadPartCopy")]
 
 
 MEASURE = """
-import os, resource, sys, time
+import os, sys, time
 from app.backup.storage.s3 import S3Storage
+
+def peak_kib():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (larger) test process this one was forked from.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
 storage = S3Storage(sys.argv[1], sys.argv[2], sys.argv[3])
 chunk = os.urandom(64 * 1024)
 # A store slower than the writer, as a real one is: without the bound, parts would pile up in memory.
@@ -91,9 +103,9 @@ def write(name, mib):
             pending.file.write(chunk)
 
 write("warm-up.zip", 11)  # every code path loaded, the client's pools filled
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 write("big.zip", 96)
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(before, peak_kib())
 """
 
 
@@ -144,14 +156,14 @@ def test_a_killed_writer_leaves_no_listed_object_and_its_upload_is_aborted(s3, s
                               env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "parts sent"
-        until(lambda: len(uploads(s3)) == 1, 10, "the staging upload")
+        until(lambda: len(uploads(s3)) == 2, 10, "the upload and the one naming its writer")
         # moto dates every upload in 2010: a century-long age limit leaves only the writer's liveness to decide.
         storage = S3Storage(BUCKET, PREFIX, s3_server.endpoint_url, stale_upload_age=timedelta(days=36500))
         assert storage.cleanup_partials() == 0  # its writer lives: its upload is kept
         writer.send_signal(signal.SIGKILL)
         writer.wait(10)
-        assert storage.list() == []
-        assert storage.cleanup_partials() == 1  # a dead writer of this host: aborted at once
+        assert storage.list() == [] and keys(s3) == []
+        assert storage.cleanup_partials() == 2  # a dead writer of this host: both aborted at once
         assert uploads(s3) == [] and keys(s3) == []
     finally:
         writer.kill()
