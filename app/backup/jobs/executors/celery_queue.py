@@ -83,7 +83,8 @@ def celery_app(app) -> Celery:
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
     )
 
-    @celery.task(name=TASK_NAME)
+    # Not shared: the task runs jobs of this app only, not of Celery instances made later in the process.
+    @celery.task(name=TASK_NAME, shared=False)
     def run_job_task(job_id: str, kind: str, body: str, args: dict, exclusive: bool) -> None:
         def run():
             try:
