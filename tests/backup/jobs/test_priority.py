@@ -18,6 +18,7 @@ from app.backup.jobs.records import job_to_dict
 from app.extensions import db
 from support.app import build_app
 
+
 def niceness() -> int:
     """The calling thread's niceness (Linux keeps one per thread)."""
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
