@@ -266,6 +266,9 @@ def load_config(environ: os._Environ | dict | None = None) -> dict:
         # A job's heartbeat keeps its lock this many seconds ahead; a holder silent for
         # longer is taken to be dead, whichever host it was on.
         "BACKUP_LOCK_TTL": parse_int("BACKUP_LOCK_TTL", get("BACKUP_LOCK_TTL", "30"), 2, 3600),
+        # How much nicer (Linux niceness, added to the process's own) a background job's threads
+        # run, so that pages keep the CPU while a backup, restore or verification uses it.
+        "BACKUP_JOB_NICE": parse_int("BACKUP_JOB_NICE", get("BACKUP_JOB_NICE", "10"), 0, 19),
         # How long a queued job may wait for a Celery worker before it is failed.
         "BACKUP_JOB_QUEUE_TIMEOUT": parse_int("BACKUP_JOB_QUEUE_TIMEOUT", get("BACKUP_JOB_QUEUE_TIMEOUT", "3600"),
                                               10),

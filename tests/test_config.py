@@ -170,6 +170,9 @@ def test_start_up_stops_when_the_key_cannot_be_used_here(tmp_path, monkeypatch):
     ("BACKUP_JOB_QUEUE_TIMEOUT", "-3"),
     ("BACKUP_HOOK_TIMEOUT", "0"),
     ("BACKUP_HOOK_ATTEMPTS", "many"),
+    ("BACKUP_JOB_NICE", "20"),
+    ("BACKUP_JOB_NICE", "-5"),
+    ("BACKUP_JOB_NICE", "low"),
 ])
 def test_a_bad_job_setting_raises_config_error_naming_the_variable(name, value):
     with pytest.raises(ConfigError) as error:
@@ -180,7 +183,7 @@ def test_a_bad_job_setting_raises_config_error_naming_the_variable(name, value):
 def test_jobs_run_in_threads_unless_celery_is_chosen_with_a_broker():
     config = settings()
     assert config["BACKUP_JOB_EXECUTOR"] == "thread" and config["CELERY_BROKER_URL"] is None
-    assert (config["BACKUP_LOCK_TTL"], config["BACKUP_JOB_QUEUE_TIMEOUT"]) == (30, 3600)
+    assert (config["BACKUP_LOCK_TTL"], config["BACKUP_JOB_QUEUE_TIMEOUT"], config["BACKUP_JOB_NICE"]) == (30, 3600, 10)
     with pytest.raises(ConfigError, match="CELERY_BROKER_URL must be set when BACKUP_JOB_EXECUTOR=celery"):
         settings(BACKUP_JOB_EXECUTOR="celery")
     chosen = settings(BACKUP_JOB_EXECUTOR="Celery", CELERY_BROKER_URL="redis://127.0.0.1:6379/3")

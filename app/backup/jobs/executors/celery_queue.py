@@ -2,7 +2,8 @@
 
 A queued job is plain data (its id, kind, body name and JSON arguments: a
 ``runner.JobWork``); the worker rebuilds it in an app context of its own app and
-runs it through ``runner.execute_job``, so its row, progress, result, audit entry
+runs it through ``runner.execute_job`` on a thread ``BACKUP_JOB_NICE`` nicer than
+itself (``priority.py``), so its row, progress, result, audit entry
 and e-mails are those of an in-process job. Results travel through the database,
 not a Celery result backend. Messages are acknowledged when a worker receives
 them: a worker killed mid-job does not get the job redelivered to run twice; its
@@ -19,6 +20,7 @@ from celery.signals import worker_process_init
 
 from ....extensions import db
 from ...errors import QueueUnavailableError
+from ..priority import start_job_thread
 from ..runner import JobHandle, JobWork, error_of, execute_job, get_job, job_handle, record_outcome
 
 log = logging.getLogger(__name__)
@@ -81,13 +83,18 @@ def celery_app(app) -> Celery:
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
     )
 
-    @celery.task(name=TASK_NAME)
+    # Not shared: the task runs jobs of this app only, not of Celery instances made later in the process.
+    @celery.task(name=TASK_NAME, shared=False)
     def run_job_task(job_id: str, kind: str, body: str, args: dict, exclusive: bool) -> None:
-        with app.app_context():
+        def run():
             try:
                 execute_job(job_handle(job_id, kind), JobWork(body, args), exclusive)
             finally:
                 db.session.remove()
+
+        # On a thread of its own, so that only the job runs at BACKUP_JOB_NICE: the worker
+        # could not make itself less nice again afterwards without privilege.
+        start_job_thread(app, f"{kind}-job-{job_id[:8]}", run).join()
 
     def forget_parent_connections(**_):
         # A forked pool child must not share the parent's pooled database connections.
