@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -92,6 +93,22 @@ def test_a_served_app_starts_apscheduler_which_runs_the_due_slot(tmp_path):
     finally:
         stop_for_app(app)
     assert EXTENSION_KEY not in app.extensions
+
+
+def test_the_schedulers_threads_run_backup_job_nice_nicer_than_the_web_process(tmp_path):
+    """With the thread executor a due slot's backup runs in the tick's own thread: that thread, not the
+    serving ones, is BACKUP_JOB_NICE nicer, so pages do not queue behind a scheduled backup."""
+    process = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    app = build_app(tmp_path, SCHEDULER_ENABLED=True)
+    try:
+        seen = {}
+        app.extensions[EXTENSION_KEY].add_job(
+            lambda: seen.update(niceness=os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        wait_for(lambda: "niceness" in seen, what="a job on the scheduler's thread")
+        assert seen["niceness"] == min(19, process + app.config["BACKUP_JOB_NICE"]) != process
+    finally:
+        stop_for_app(app)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == process
 
 
 def _environment(tmp_path, database: Path) -> dict:
