@@ -11,8 +11,8 @@ from html import escape
 
 import click
 from flask import current_app, jsonify, render_template
-from sqlalchemy.exc import SQLAlchemyError
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
 
 from .backup.errors import BackupError, database_message
@@ -33,7 +33,8 @@ def errors_in_one_line() -> Iterator[None]:
 
 
 class OneLineErrors(click.Command):
-    """A click command whose failures are one line (``errors_in_one_line``): ``cls=`` of the account commands."""
+    """A click command whose failures are one line (``errors_in_one_line``): ``cls=`` of the account commands,
+    and a base of the `flask backup` group."""
 
     def invoke(self, ctx):
         with errors_in_one_line():

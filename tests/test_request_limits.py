@@ -11,10 +11,10 @@ import pytest
 
 from app.backup.archive import format
 from app.backup.service import schema_revision
-from app.cli import create_account
 from app.extensions import db
+from app.models import User
 from app.security import issue_api_token
-from support.app import ADMIN_PASSWORD, USER_PASSWORD, build_app
+from support.app import ADMIN_PASSWORD
 from support.web import csrf_token_from, flashes
 from support.archives import build_archive, generated_tables
 from support.live_server import HttpClient, post_chunked, post_declaring, serving
@@ -27,17 +27,17 @@ JSON = {"Accept": "application/json"}
 
 
 @pytest.fixture
-def live_app(tmp_path):
+def app_settings():
+    return {"SERVER_NAME": None}  # served over real sockets
+
+
+@pytest.fixture
+def live_app(app, admin_user, admin_token, plain_user):
     """A migrated app served over real sockets, with an admin, an admin token and an ordinary user."""
-    app = build_app(tmp_path, SERVER_NAME=None)
+    app.admin_token = admin_token
     with app.app_context():
-        admin = create_account("admin", "admin@example.com", ADMIN_PASSWORD, is_admin=True)
-        create_account("alice", "alice@example.com", USER_PASSWORD, is_admin=False)
-        app.admin_token = issue_api_token(admin)
-        app.read_token = issue_api_token(admin, "dashboard", scopes=["read"])
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+        app.read_token = issue_api_token(db.session.get(User, admin_user["id"]), "dashboard", scopes=["read"])
+    return app
 
 
 def bearer(token):

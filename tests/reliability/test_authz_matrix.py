@@ -29,7 +29,6 @@ import sqlalchemy as sa
 from flask import jsonify
 
 from app.backup.service import BackupService
-from app.cli import create_account
 from app.extensions import db
 from app.models import ApiToken, User, utcnow
 from app.security import issue_api_token
@@ -340,19 +339,7 @@ def changes(before: dict, after: dict) -> list[str]:
                       if before["files"] != after["files"] else [])
 
 
-@pytest.fixture
-def matrix_app(tmp_path):
-    app = build_app(tmp_path)
-    with app.app_context():
-        create_account("admin", "admin@example.com", ADMIN_PASSWORD, is_admin=True)
-        create_account("alice", "alice@example.com", USER_PASSWORD, is_admin=False)
-    yield app
-    with app.app_context():
-        db.engine.dispose()
-
-
-def test_every_route_method_and_caller_gets_what_the_contract_says(matrix_app):
-    app = matrix_app
+def test_every_route_method_and_caller_gets_what_the_contract_says(app, admin_user, plain_user):
     assert not unclassified(app), "routes no one has classified in ROUTES: " + ", ".join(unclassified(app))
     world = World(app)
     callers = make_callers(app)

@@ -30,10 +30,6 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import create_account
-from app.extensions import db
-from app.security import issue_api_token
-from support.app import ADMIN_PASSWORD, USER_PASSWORD, build_app
 from support.archives import snapshot
 from support.live_server import HttpClient, post_chunked
 from support.processes import flask_environment
@@ -159,27 +155,25 @@ def send(port: int, probe: Probe, headers: dict) -> tuple[int, int]:
 
 
 @pytest.fixture
-def served(tmp_path):
+def app_settings():
+    return {"SERVER_NAME": None}  # served over real sockets
+
+
+@pytest.fixture
+def served(app, admin_token, plain_user):
     """The app under ``gunicorn -w 1`` with MAX_BACKUP_SIZE at half the probe size, and each caller's headers."""
-    app = build_app(tmp_path, SERVER_NAME=None)
-    with app.app_context():
-        admin = create_account("admin", "admin@example.com", ADMIN_PASSWORD, is_admin=True)
-        create_account("alice", "alice@example.com", USER_PASSWORD, is_admin=False)
-        token = issue_api_token(admin)
     server = Gunicorn({**flask_environment(app), "MAX_BACKUP_SIZE": str(MAX_BACKUP_SIZE)}, workers=1).start()
     try:
         user = HttpClient(server.port)
-        signed_in = user.form_post("/auth/login", {"username": "alice", "password": USER_PASSWORD,
-                                                   "csrf_token": user.csrf_token()})
+        signed_in = user.form_post("/auth/login", {"username": plain_user["username"],
+                                                   "password": plain_user["password"], "csrf_token": user.csrf_token()})
         assert signed_in.status == 302, signed_in.text
         callers = {"anonymous": {},
                    "user": {"Cookie": "; ".join(f"{k}={v}" for k, v in user.cookies.items())},
-                   "admin": {"Authorization": f"Bearer {token}"}}
+                   "admin": {"Authorization": f"Bearer {admin_token}"}}
         yield app, server, callers
     finally:
         server.stop()
-        with app.app_context():
-            db.engine.dispose()
 
 
 def test_every_body_over_1_mib_is_refused_unread_with_the_servers_memory_bounded(served):

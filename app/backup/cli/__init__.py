@@ -6,16 +6,13 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from ...errors import errors_in_one_line
+from ...errors import OneLineErrors
 
 
-class BackupCommands(AppGroup):
+class BackupCommands(OneLineErrors, AppGroup):
     """The `flask backup` group: a subcommand's ``BackupError`` or database error is one line on stderr and
-    exit status 1 (for cron's mail and for scripts), never a traceback."""
-
-    def invoke(self, ctx):
-        with errors_in_one_line():
-            return super().invoke(ctx)
+    exit status 1 (for cron's mail and for scripts), never a traceback (``OneLineErrors`` around the group's
+    ``invoke``, which runs the subcommand)."""
 
 
 def progress_printer(enabled: bool):

@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 MAX_NICENESS = 19
 
 
+def thread_niceness() -> int:
+    """The calling thread's niceness (Linux keeps one per thread)."""
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
 def lower_thread_priority(increment: int) -> int | None:
     """Make the calling thread ``increment`` nicer (at most 19); returns its niceness, None if unchanged.
 
@@ -30,7 +35,7 @@ def lower_thread_priority(increment: int) -> int | None:
         return None
     tid = threading.get_native_id()
     try:
-        niceness = min(MAX_NICENESS, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+        niceness = min(MAX_NICENESS, thread_niceness() + increment)
         os.setpriority(os.PRIO_PROCESS, tid, niceness)
     except OSError as exc:
         log.warning("could not lower the priority of job thread %s: %s", tid, exc)

@@ -6,22 +6,17 @@ nicer; the web worker or Celery worker itself keeps its priority.
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
 
 from app.backup.jobs.executors import celery_of
 from app.backup.jobs.executors.celery_queue import TASK_NAME
+from app.backup.jobs.priority import thread_niceness as niceness
 from app.backup.jobs.runner import create_job, job_body, run_job, wait_for_job
 from app.backup.jobs.records import job_to_dict
 from app.extensions import db
 from support.app import build_app
-
-
-def niceness() -> int:
-    """The calling thread's niceness (Linux keeps one per thread)."""
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
 def report_niceness(handle=None) -> dict:

@@ -2,7 +2,6 @@
 import os
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +10,7 @@ import click
 import pytest
 from sqlalchemy import select
 
+from app.backup.jobs.priority import thread_niceness
 from app.backup.schedule.wiring import EXTENSION_KEY, TICK_JOB_ID, should_start, stop_for_app
 from app.extensions import db
 from app.models import ScheduledRun, utcnow
@@ -98,17 +98,17 @@ def test_a_served_app_starts_apscheduler_which_runs_the_due_slot(tmp_path):
 def test_the_schedulers_threads_run_backup_job_nice_nicer_than_the_web_process(tmp_path):
     """With the thread executor a due slot's backup runs in the tick's own thread: that thread, not the
     serving ones, is BACKUP_JOB_NICE nicer, so pages do not queue behind a scheduled backup."""
-    process = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    process = thread_niceness()
     app = build_app(tmp_path, SCHEDULER_ENABLED=True)
     try:
         seen = {}
         app.extensions[EXTENSION_KEY].add_job(
-            lambda: seen.update(niceness=os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+            lambda: seen.update(niceness=thread_niceness()))
         wait_for(lambda: "niceness" in seen, what="a job on the scheduler's thread")
         assert seen["niceness"] == min(19, process + app.config["BACKUP_JOB_NICE"]) != process
     finally:
         stop_for_app(app)
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == process
+    assert thread_niceness() == process
 
 
 def _environment(tmp_path, database: Path) -> dict:
